@@ -1,0 +1,480 @@
+// Package cache stores latchkey's tokens on disk, one file per [Key], and
+// serializes token refreshes across processes with one lock file per key.
+//
+// # Layout
+//
+// A cache is one directory, by default $XDG_CACHE_HOME/latchkey (see [Open]):
+//
+//	<dir>/                 0700, created by the first Save, TryLock or Lock
+//	<dir>/<id>.json        0600, one [Entry] as JSON; id is [Key.ID]
+//	<dir>/<id>.lock        0600, empty; locked by [Cache.Lock] and [Cache.TryLock]
+//	<dir>/.<id>.<rand>.tmp transient; written by Save, then renamed to <id>.json
+//
+// # Permissions
+//
+// Entries hold bearer and refresh tokens, so they are readable only by their
+// owner: Save creates them 0600 in a directory it creates 0700 (an existing
+// directory is left as it is). Load refuses anything but a regular file (it
+// does not follow a symbolic link at the entry's path) and removes group and
+// other permissions from an entry that has them. On Windows, file modes do not
+// express access; there the user profile's ACLs protect the cache.
+//
+// # Atomicity
+//
+// Save writes a temporary file in the cache directory, flushes it to stable
+// storage, renames it over the entry and flushes the directory. rename(2) (and
+// MoveFileEx on Windows) replaces the entry atomically, so a reader sees the
+// old entry or the new one, never a mix, and a crash leaves the old entry
+// intact. Load therefore takes no lock and is cheap enough to run on every
+// kubectl invocation.
+//
+// The lock serializes writers only. Public clients' refresh tokens are rotated
+// on use (RFC 9700 §4.14): two processes that refresh with the same token at
+// once lose one of the new tokens, and may have the whole token family
+// revoked. A caller that is about to refresh must therefore take the key's
+// [Lock], Load the entry again (another process may have refreshed while it
+// waited), refresh, Save and only then Unlock.
+package cache // import "github.com/latchkey/latchkey/cache"
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/adrg/xdg"
+)
+
+// Version is the entry format version written by this package. Load refuses
+// entries of a newer version (written by a newer latchkey) with [ErrInvalid].
+const Version = 1
+
+// maxEntrySize caps how much Load reads. Real entries are a few kilobytes;
+// anything above this is not an entry.
+const maxEntrySize = 1 << 20
+
+// maxIDLen caps the length of an id. [Key.ID] returns 64 characters.
+const maxIDLen = 128
+
+var (
+	// ErrNotFound means there is no entry for the id. Errors that wrap it
+	// also match [fs.ErrNotExist].
+	ErrNotFound = errors.New("token cache entry not found")
+
+	// ErrInvalid means an entry exists but is unusable: it is not a regular
+	// file, is too large, is not valid JSON, has a format version this
+	// package does not support, or is readable by other users and cannot be
+	// made private. The error names the path and the reason, never the
+	// file's content. Callers typically treat it like [ErrNotFound] and
+	// overwrite the entry.
+	ErrInvalid = errors.New("invalid token cache entry")
+
+	// ErrInvalidID means an id is not usable as a file name: ids are 1 to 128
+	// ASCII letters, digits, '-' or '_', as [Key.ID] returns.
+	ErrInvalidID = errors.New("invalid token cache id")
+)
+
+// Entry is what is stored for one [Key]: the tokens of the last successful
+// token response (RFC 6749 §5.1, OIDC Core §3.1.3.3) and the provider
+// metadata they were obtained with.
+//
+// Entry holds secrets. Do not print it; its [Entry.LogValue] method shows
+// only what is safe to log.
+type Entry struct {
+	// Version is the format version; Save sets it to [Version].
+	Version int `json:"version"`
+	// IDToken is the raw ID token (a JWT).
+	IDToken string `json:"id_token,omitempty"`
+	// IDTokenExpiry is the ID token's exp claim.
+	IDTokenExpiry time.Time `json:"id_token_expiry,omitzero"`
+	// AccessToken is the access token (RFC 6749 §1.4).
+	AccessToken string `json:"access_token,omitempty"`
+	// TokenType is the access token's type, usually "Bearer" (RFC 6749 §7.1).
+	TokenType string `json:"token_type,omitempty"`
+	// Expiry is when the access token expires, computed from expires_in.
+	Expiry time.Time `json:"expiry,omitzero"`
+	// RefreshToken is the newest refresh token (RFC 6749 §1.5). With
+	// rotation, older ones are invalid, so only this one is kept.
+	RefreshToken string `json:"refresh_token,omitempty"`
+	// Provider caches what discovery returned so a refresh needs one
+	// request. It may be nil.
+	Provider *Provider `json:"provider,omitempty"`
+}
+
+// LogValue implements [slog.LogValuer]. It reports expiries and which tokens
+// are present, never the tokens themselves.
+func (e *Entry) LogValue() slog.Value {
+	if e == nil {
+		return slog.StringValue("<nil>")
+	}
+	attrs := []slog.Attr{
+		slog.Int("version", e.Version),
+		slog.Bool("id_token", e.IDToken != ""),
+		slog.Time("id_token_expiry", e.IDTokenExpiry),
+		slog.Bool("access_token", e.AccessToken != ""),
+		slog.Time("expiry", e.Expiry),
+		slog.Bool("refresh_token", e.RefreshToken != ""),
+	}
+	if e.Provider != nil {
+		attrs = append(attrs, slog.String("issuer", e.Provider.Issuer))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// Provider is cached OpenID Provider metadata (OIDC Discovery 1.0 §3, RFC 8414
+// §2, RFC 9207 §3) plus the provider's JSON Web Key Set (RFC 7517 §5).
+type Provider struct {
+	// Issuer is the issuer identifier the metadata was validated against.
+	Issuer string `json:"issuer"`
+	// AuthorizationEndpoint is the authorization endpoint (RFC 6749 §3.1).
+	AuthorizationEndpoint string `json:"authorization_endpoint,omitempty"`
+	// TokenEndpoint is the token endpoint (RFC 6749 §3.2).
+	TokenEndpoint string `json:"token_endpoint,omitempty"`
+	// JWKSURI is where JWKS was fetched from.
+	JWKSURI string `json:"jwks_uri,omitempty"`
+	// DeviceAuthorizationEndpoint is the device authorization endpoint
+	// (RFC 8628 §4).
+	DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint,omitempty"`
+	// RevocationEndpoint is the token revocation endpoint (RFC 7009 §2).
+	RevocationEndpoint string `json:"revocation_endpoint,omitempty"`
+	// IssParameterSupported means authorization responses carry iss
+	// (RFC 9207 §3).
+	IssParameterSupported bool `json:"authorization_response_iss_parameter_supported,omitempty"`
+	// SigningAlgs are the ID token signing algorithms the provider supports.
+	SigningAlgs []string `json:"id_token_signing_alg_values_supported,omitempty"`
+	// JWKS is the JSON Web Key Set document (RFC 7517 §5) as fetched. Save
+	// fails if it is not valid JSON.
+	JWKS json.RawMessage `json:"jwks,omitempty"`
+	// FetchedAt is when the metadata and JWKS were fetched.
+	FetchedAt time.Time `json:"fetched_at,omitzero"`
+}
+
+// Cache is a directory of entries and their lock files. The zero value is not
+// usable; use [Open]. A Cache is safe for concurrent use; its methods do not
+// modify it.
+type Cache struct {
+	// Dir is the cache directory, an absolute path.
+	Dir string
+	// Logger receives warnings, such as about entries whose permissions had
+	// to be tightened, and debug messages. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Open returns a Cache for dir; dir "" means $XDG_CACHE_HOME/latchkey (that
+// is, filepath.Join(xdg.CacheHome, "latchkey")). A relative dir is made
+// absolute against the working directory. Open does not touch the disk; Save,
+// TryLock and Lock create the directory when they need it.
+func Open(dir string) *Cache {
+	if dir == "" {
+		dir = filepath.Join(xdg.CacheHome, "latchkey")
+	}
+	if !filepath.IsAbs(dir) {
+		if abs, err := filepath.Abs(dir); err == nil {
+			dir = abs
+		}
+	}
+	return &Cache{Dir: dir}
+}
+
+// Path returns the path of id's entry file, <dir>/<id>.json. It does not
+// validate id.
+func (c *Cache) Path(id string) string {
+	return filepath.Join(c.Dir, id+".json")
+}
+
+// LockPath returns the path of id's lock file, <dir>/<id>.lock. It does not
+// validate id.
+func (c *Cache) LockPath(id string) string {
+	return filepath.Join(c.Dir, id+".lock")
+}
+
+// Load reads id's entry. It takes no lock and creates nothing (see the
+// package documentation for why that is safe).
+//
+// A missing entry is an error wrapping [ErrNotFound] and [fs.ErrNotExist]; an
+// unusable one wraps [ErrInvalid]. If the entry grants group or other users
+// any permission, Load sets its mode to 0600 and logs a warning; if it cannot,
+// the entry is invalid. Other I/O errors, such as permission denied, are
+// returned wrapped.
+func (c *Cache) Load(id string) (*Entry, error) {
+	if err := checkID(id); err != nil {
+		return nil, fmt.Errorf("load token cache: %w", err)
+	}
+	path := c.Path(id)
+	fi, err := os.Lstat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, notFound(path)
+		}
+		return nil, fmt.Errorf("load token cache %s: %w", path, err)
+	}
+	if reason := checkMode(fi); reason != "" {
+		return nil, invalid(path, reason)
+	}
+	// O_NOFOLLOW and O_NONBLOCK (where the platform has them) keep a
+	// symbolic link or a FIFO swapped in after the Lstat from being followed
+	// or from blocking; the Stat below re-checks what was opened.
+	f, err := os.OpenFile(path, os.O_RDONLY|oNoFollow|oNonBlock, 0)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, notFound(path)
+		}
+		return nil, fmt.Errorf("load token cache %s: %w", path, err)
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return nil, fmt.Errorf("load token cache %s: %w", path, err)
+	}
+	if reason := checkMode(fi); reason != "" {
+		return nil, invalid(path, reason)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+		if err := f.Chmod(0o600); err != nil {
+			return nil, fmt.Errorf("load token cache %s: %w: mode %04o grants access to other users and cannot be changed: %w", path, ErrInvalid, perm, err)
+		}
+		c.logger().Warn("token cache entry was accessible to other users; changed its mode to 0600", "path", path, "mode", fmt.Sprintf("%04o", perm))
+	}
+	data, err := readFile(f, fi.Size())
+	if err != nil {
+		if errors.Is(err, errTooLarge) {
+			return nil, invalid(path, fmt.Sprintf("larger than %d bytes", maxEntrySize))
+		}
+		return nil, fmt.Errorf("load token cache %s: %w", path, err)
+	}
+	return decode(path, data)
+}
+
+// checkMode returns why fi cannot be an entry, or "" if it can.
+func checkMode(fi fs.FileInfo) string {
+	switch m := fi.Mode(); {
+	case m&fs.ModeSymlink != 0:
+		return "is a symbolic link"
+	case m.IsDir():
+		return "is a directory"
+	case !m.IsRegular():
+		return fmt.Sprintf("is not a regular file (mode %v)", m.Type())
+	case fi.Size() > maxEntrySize:
+		return fmt.Sprintf("larger than %d bytes", maxEntrySize)
+	}
+	return ""
+}
+
+// errTooLarge is returned by readFile for a file above maxEntrySize.
+var errTooLarge = errors.New("too large")
+
+// readFile reads f to its end, expecting size bytes. It reads at most
+// maxEntrySize+1 bytes, in case the file grew after it was measured.
+func readFile(f io.Reader, size int64) ([]byte, error) {
+	// One more byte than expected, so the read that returns io.EOF needs no
+	// reallocation.
+	buf := make([]byte, 0, min(size, maxEntrySize)+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, 4096)
+		}
+		n, err := f.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if len(buf) > maxEntrySize {
+			return nil, errTooLarge
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
+// decode parses an entry read from path. Its errors wrap [ErrInvalid] and do
+// not quote data.
+func decode(path string, data []byte) (*Entry, error) {
+	if len(data) == 0 {
+		return nil, invalid(path, "file is empty")
+	}
+	var e Entry
+	if err := json.Unmarshal(data, &e); err != nil {
+		return nil, invalid(path, jsonReason(err))
+	}
+	switch {
+	case e.Version < 1:
+		return nil, invalid(path, fmt.Sprintf("missing or bad format version %d", e.Version))
+	case e.Version > Version:
+		return nil, invalid(path, fmt.Sprintf("format version %d is newer than this latchkey supports (%d)", e.Version, Version))
+	}
+	return &e, nil
+}
+
+// jsonReason describes a json.Unmarshal error without quoting the input: the
+// error texts of encoding/json and time.Time can contain parts of it, and the
+// input holds tokens.
+func jsonReason(err error) string {
+	var syntax *json.SyntaxError
+	if errors.As(err, &syntax) {
+		return fmt.Sprintf("malformed or truncated JSON at byte %d", syntax.Offset)
+	}
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) {
+		if typ.Field == "" {
+			return "JSON value is not an object"
+		}
+		return fmt.Sprintf("JSON field %q has the wrong type", typ.Field)
+	}
+	return "malformed JSON value"
+}
+
+// invalid returns an error wrapping ErrInvalid that names path and reason.
+func invalid(path, reason string) error {
+	return fmt.Errorf("load token cache %s: %w: %s", path, ErrInvalid, reason)
+}
+
+// notFound returns an error wrapping ErrNotFound and fs.ErrNotExist.
+func notFound(path string) error {
+	return fmt.Errorf("load token cache %s: %w (%w)", path, ErrNotFound, fs.ErrNotExist)
+}
+
+// Save writes e as id's entry, replacing any previous one atomically, and
+// sets e.Version to [Version].
+//
+// It creates the cache directory (0700) if needed, writes a temporary file
+// (0600) in it, flushes the file to stable storage, renames it over the entry
+// and, except on Windows, flushes the directory so the rename is durable. On
+// failure the temporary file is removed and the previous entry is left as it
+// was.
+func (c *Cache) Save(id string, e *Entry) (err error) {
+	if err := checkID(id); err != nil {
+		return fmt.Errorf("save token cache: %w", err)
+	}
+	path := c.Path(id)
+	if e == nil {
+		return fmt.Errorf("save token cache %s: nil entry", path)
+	}
+	e.Version = Version
+	data, err := json.Marshal(e)
+	if err != nil {
+		// Only Provider.JWKS can fail to encode; it holds no secrets.
+		return fmt.Errorf("save token cache %s: encode entry: %w", path, err)
+	}
+	data = append(data, '\n')
+	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+		return fmt.Errorf("save token cache %s: %w", path, err)
+	}
+	f, err := os.CreateTemp(c.Dir, "."+id+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("save token cache %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("save token cache %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("save token cache %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("save token cache %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("save token cache %s: %w", path, err)
+	}
+	c.syncDir()
+	return nil
+}
+
+// syncDir flushes the cache directory, making a rename in it durable. It is
+// best effort: some file systems and platforms (Windows) cannot do it, and the
+// entry has been written either way.
+func (c *Cache) syncDir() {
+	if runtime.GOOS == "windows" {
+		return
+	}
+	d, err := os.Open(c.Dir)
+	if err != nil {
+		c.logger().Debug("sync token cache directory", "dir", c.Dir, "err", err)
+		return
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		c.logger().Debug("sync token cache directory", "dir", c.Dir, "err", err)
+	}
+}
+
+// Delete removes id's entry and lock file. Missing files are not an error.
+//
+// Processes that lock id afterwards lock a new lock file, so a [Lock] held on
+// id no longer excludes them: a caller holding the lock should Delete last
+// and then Unlock.
+func (c *Cache) Delete(id string) error {
+	if err := checkID(id); err != nil {
+		return fmt.Errorf("delete token cache: %w", err)
+	}
+	var errs []error
+	for _, path := range []string{c.Path(id), c.LockPath(id)} {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("delete token cache %s: %w", id, err)
+	}
+	return nil
+}
+
+// List returns the ids of the entries in the cache directory, sorted. Each
+// file named <id>.json counts, whether or not Load can use it, so that
+// `latchkey status` can report unusable entries too. A missing directory has
+// no entries.
+func (c *Cache) List() ([]string, error) {
+	des, err := os.ReadDir(c.Dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list token cache %s: %w", c.Dir, err)
+	}
+	var ids []string
+	for _, de := range des {
+		id, ok := strings.CutSuffix(de.Name(), ".json")
+		if ok && checkID(id) == nil {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// checkID reports whether id is usable as a file name (see [ErrInvalidID]).
+func checkID(id string) error {
+	if len(id) == 0 || len(id) > maxIDLen {
+		return fmt.Errorf("%w %q: length %d, want 1 to %d", ErrInvalidID, id, len(id), maxIDLen)
+	}
+	for i := range len(id) {
+		switch ch := id[i]; {
+		case 'a' <= ch && ch <= 'z', 'A' <= ch && ch <= 'Z', '0' <= ch && ch <= '9', ch == '-', ch == '_':
+		default:
+			return fmt.Errorf("%w %q: only ASCII letters, digits, '-' and '_' are allowed", ErrInvalidID, id)
+		}
+	}
+	return nil
+}
+
+// logger returns c.Logger or, if it is nil, a logger that discards.
+func (c *Cache) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}

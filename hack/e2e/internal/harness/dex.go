@@ -1,0 +1,163 @@
+package harness
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Client ids of the Dex configuration.
+const (
+	// PublicClient has no redirect URIs: Dex accepts any loopback redirect.
+	PublicClient = "latchkey-e2e"
+	// FixedClient is public with exactly one redirect URI (Dex.FixedRedirect).
+	FixedClient = "latchkey-e2e-fixed"
+	// ConfidentialClient has a secret (ConfidentialSecret) and one redirect
+	// URI (Dex.ConfidentialRedirect).
+	ConfidentialClient = "latchkey-e2e-confidential"
+	ConfidentialSecret = "e2e-confidential-secret"
+)
+
+// User is a static Dex user.
+type User struct {
+	Email    string
+	Password string
+	Username string
+	Groups   []string
+}
+
+// DexOptions configure Dex.
+type DexOptions struct {
+	Bin string
+	Dir string // config, logs
+	PKI *PKI
+	// IDTokenTTL is Dex's expiry.idTokens (also the access token's).
+	IDTokenTTL time.Duration
+	User       User
+}
+
+// Dex is a Dex process on plain http on loopback behind a TLS Proxy; its
+// issuer is https://<proxy>/dex.
+type Dex struct {
+	Opts                 DexOptions
+	Issuer               string
+	Proxy                *Proxy
+	FixedRedirect        string
+	ConfidentialRedirect string
+	ConfigPath           string
+
+	backendAddr string
+	proc        *Proc
+	t           testing.TB
+}
+
+// StartDex writes the configuration and starts Dex and its proxy.
+func StartDex(t testing.TB, o DexOptions) *Dex {
+	t.Helper()
+	d := &Dex{Opts: o, t: t, backendAddr: Addr(FreePort(t))}
+	proxyAddr := Addr(FreePort(t))
+	d.Issuer = "https://" + proxyAddr + "/dex"
+	d.FixedRedirect = "http://" + Addr(FreePort(t)) + "/callback"
+	d.ConfidentialRedirect = "http://" + Addr(FreePort(t)) + "/callback"
+	d.ConfigPath = filepath.Join(o.Dir, "dex-config.json")
+	cfg, err := DexConfig(d.Issuer, d.backendAddr, o.IDTokenTTL, o.User, d.FixedRedirect, d.ConfidentialRedirect)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d.ConfigPath, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d.Proxy, err = NewProxy(proxyAddr, &url.URL{Scheme: "http", Host: d.backendAddr}, o.PKI.ServingCert, o.PKI.ServingKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Proxy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Proxy.Stop)
+	d.start()
+	return d
+}
+
+func (d *Dex) start() {
+	d.t.Helper()
+	d.proc = StartProc(d.t, d.Opts.Dir, "dex", d.Opts.Bin, []string{"serve", d.ConfigPath}, nil)
+	u := "http://" + d.backendAddr + "/dex/.well-known/openid-configuration"
+	err := WaitFor(context.Background(), "dex", d.proc, 30*time.Second, func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", u, resp.Status)
+		}
+		return nil
+	})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// Restart stops Dex and starts it again. Its memory storage is lost: every
+// refresh token and session is gone and its signing keys are new.
+func (d *Dex) Restart() {
+	d.t.Helper()
+	d.proc.Stop()
+	d.start()
+}
+
+// DexConfig returns a Dex configuration (JSON, which Dex reads as YAML): memory
+// storage, http on backendAddr, the three clients, the password DB with user,
+// no approval screen, ID tokens of ttl, refresh tokens rotated on every use.
+func DexConfig(issuer, backendAddr string, ttl time.Duration, u User, fixedRedirect, confidentialRedirect string) ([]byte, error) {
+	hash, err := bcrypt.GenerateFromPassword([]byte(u.Password), bcrypt.MinCost+6) // Dex requires cost >= 10
+	if err != nil {
+		return nil, err
+	}
+	if ttl == 0 {
+		ttl = 24 * time.Hour
+	}
+	cfg := map[string]any{
+		"issuer":  issuer,
+		"storage": map[string]any{"type": "memory"},
+		"web":     map[string]any{"http": backendAddr},
+		"logger":  map[string]any{"level": "debug", "format": "text"},
+		"oauth2": map[string]any{
+			"skipApprovalScreen": true,
+			"responseTypes":      []string{"code"},
+		},
+		"expiry": map[string]any{
+			"idTokens": ttl.String(),
+			"refreshTokens": map[string]any{
+				"reuseInterval": "0s",
+			},
+		},
+		"staticClients": []map[string]any{
+			{"id": PublicClient, "name": "latchkey e2e (any loopback port)", "public": true},
+			{"id": FixedClient, "name": "latchkey e2e (fixed redirect)", "public": true, "redirectURIs": []string{fixedRedirect}},
+			{"id": ConfidentialClient, "name": "latchkey e2e (confidential)", "secret": ConfidentialSecret, "redirectURIs": []string{confidentialRedirect}},
+		},
+		"enablePasswordDB": true,
+		"staticPasswords": []map[string]any{{
+			"email":             u.Email,
+			"hash":              string(hash),
+			"username":          u.Username,
+			"name":              u.Username,
+			"preferredUsername": u.Username,
+			"emailVerified":     true,
+			"userID":            "0c9e3c4a-6f7e-4a39-9d3c-5e2e2e2e2e2e",
+			"groups":            u.Groups,
+		}},
+	}
+	return json.MarshalIndent(cfg, "", "  ")
+}

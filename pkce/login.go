@@ -1,0 +1,423 @@
+package pkce
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/sync/errgroup"
+)
+
+// Timeouts and limits of the loopback server.
+const (
+	// readHeaderTimeout bounds how long a connection may take to send its request headers (slowloris).
+	readHeaderTimeout = 10 * time.Second
+	// idleTimeout bounds keep-alive connections between requests.
+	idleTimeout = 30 * time.Second
+	// maxHeaderBytes bounds the request line and headers; a longer query string is refused with 431 by net/http.
+	maxHeaderBytes = 16 << 10
+	// shutdownTimeout bounds the graceful shutdown, which waits for the page of the finishing callback to be
+	// written; after it the server is closed hard.
+	shutdownTimeout = 2 * time.Second
+)
+
+// defaultCallbackPath is the path of the redirect URI when Login.RedirectURL is empty.
+const defaultCallbackPath = "/callback"
+
+// ErrAbandoned means the context given to [Login.Run] ended (the authentication timeout passed, or the caller gave up)
+// before a valid authorization response arrived. Errors returned for it also wrap the context's error, so
+// errors.Is(err, context.DeadlineExceeded) tells a timeout apart from a cancellation.
+var ErrAbandoned = errors.New("pkce: login abandoned before the authorization response arrived")
+
+// ErrIssuerMismatch means the authorization response failed the mix-up defence of RFC 9207 §2.4: its iss parameter
+// differs from Login.Issuer (or appears more than once), or it is missing while Login.RequireIss is set.
+var ErrIssuerMismatch = errors.New("pkce: authorization response issuer mismatch")
+
+// errNoCode is returned for an authorization response with the right state but neither code nor error
+// (RFC 6749 §4.1.2).
+var errNoCode = errors.New("pkce: authorization response has neither code nor error")
+
+// reservedParams are the authorization request parameters Login sets itself (RFC 6749 §4.1.1, RFC 7636 §4.3,
+// OpenID Connect Core §3.1.2.1); Login.AuthParams may not set them. code_verifier belongs to the token request only
+// (RFC 7636 §4.5) and must never be sent to the authorization endpoint.
+var reservedParams = []string{
+	"client_id", "code_challenge", "code_challenge_method", "code_verifier", "nonce", "redirect_uri",
+	"response_type", "scope", "state",
+}
+
+// AuthError is an error response from the authorization endpoint (RFC 6749 §4.1.2.1), such as access_denied when the
+// person declines, delivered to the redirect URI with the right state.
+type AuthError struct {
+	// Code is the error parameter, e.g. "access_denied", "invalid_scope" or "login_required".
+	Code string
+	// Description is the optional error_description parameter, human-readable text from the server.
+	Description string
+	// URI is the optional error_uri parameter, a page about the error.
+	URI string
+}
+
+// Error reports the code, description and URI, quoted as they come from the network.
+func (e *AuthError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "pkce: authorization error %q", e.Code)
+	if e.Description != "" {
+		fmt.Fprintf(&b, " %q", e.Description)
+	}
+	if e.URI != "" {
+		fmt.Fprintf(&b, " (see %q)", e.URI)
+	}
+	return b.String()
+}
+
+// Login runs one authorization-code + PKCE login through the person's browser (RFC 8252: the external user-agent and
+// a loopback redirect, §7.3; PKCE with S256, §8.1 and RFC 7636). A Login may be run more than once; every run uses a
+// fresh code_verifier, state and nonce.
+type Login struct {
+	// Config holds endpoints, client id/secret and scopes. Its RedirectURL is ignored: Login sets it.
+	// Config.Endpoint.AuthStyle is respected as given (the caller sets AuthStyleInParams for public clients).
+	Config oauth2.Config
+
+	// Issuer, if set, must equal the authorization response's iss parameter when present (RFC 9207 §2.4, simple
+	// string comparison). If empty, iss is not checked.
+	Issuer string
+
+	// RequireIss means the server advertises authorization_response_iss_parameter_supported (RFC 9207 §3): an
+	// authorization response without iss is then an error. It requires Issuer.
+	RequireIss bool
+
+	// RedirectURL, if set, is used verbatim as redirect_uri, e.g. a URI registered at the IdP such as
+	// http://localhost:8000/callback or Flyte's http://localhost:53593/callback. It must be an http URL with a fixed
+	// port (80 if none). Login listens on its port: a host "localhost" means listening on both 127.0.0.1 and [::1]
+	// (it succeeds if at least one binds); an IP literal must be loopback; any other host is an error. The callback
+	// path is the URL's path ("/" if empty). RFC 8252 §8.3 does not recommend "localhost"; prefer the default.
+	// When RedirectURL is set, ListenAddresses is ignored.
+	RedirectURL string
+
+	// ListenAddresses are tried in order when RedirectURL is empty (kubelogin's --listen-address, e.g.
+	// 127.0.0.1:8000 then 127.0.0.1:18000); default {"127.0.0.1:0"} (an OS-assigned port, RFC 8252 §7.3). Each is
+	// host:port with a loopback IP literal as host ("localhost" is taken as 127.0.0.1); anything else is an error.
+	// The redirect_uri is then http://<bound ip:port>/callback, with an IPv6 address bracketed.
+	ListenAddresses []string
+
+	// AuthParams are extra authorization request parameters (e.g. audience, prompt, login_hint). They cannot
+	// override the protocol's own (state, nonce, code_challenge, code_challenge_method, redirect_uri, response_type,
+	// client_id, scope, and code_verifier): such a key, in any letter case, is an error.
+	AuthParams map[string]string
+
+	// OpenBrowser is called once, in its own goroutine, with the authorization URL after the listener is ready.
+	// nil: not called (the caller prints the URL itself). If it returns an error, Login keeps waiting (the person
+	// may open the URL by hand) and logs a warning. Its context is cancelled when the login finishes and Run waits
+	// for it to return, so it should return once the browser has been asked to open the URL (start a browser
+	// process without waiting for it to exit).
+	OpenBrowser func(ctx context.Context, url string) error
+
+	// HTTPClient is used for the token exchange; nil means http.DefaultClient. It is passed to x/oauth2 with the
+	// oauth2.HTTPClient context key.
+	HTTPClient *http.Client
+
+	// Logger receives debug messages (listening addresses, redirect URI) and warnings; nil discards them. Codes,
+	// verifiers, state, nonce and tokens are never logged.
+	Logger *slog.Logger
+}
+
+// Result of a successful login.
+type Result struct {
+	// Token is the token endpoint's response (RFC 6749 §5.1); Token.Extra("id_token") carries the ID token.
+	Token *oauth2.Token
+	// Nonce is the OIDC nonce sent in the authorization request, for the caller to check against the ID token's
+	// nonce claim (OpenID Connect Core §3.1.3.7).
+	Nonce string
+}
+
+// Run listens on the loopback address, opens the browser, waits for exactly one valid callback (or for ctx to be
+// done: the caller sets the authentication timeout on ctx), exchanges the code with the verifier (RFC 7636 §4.5),
+// shuts the listener down, and returns.
+//
+// Errors: [ErrAbandoned] (also wrapping ctx.Err()) when ctx ends first; [*AuthError] for an error response;
+// [ErrIssuerMismatch] for a failed RFC 9207 check; a token exchange error wraps the x/oauth2 error, so
+// errors.As(err, new(*oauth2.RetrieveError)) finds the token endpoint's error response. Callbacks with a wrong or
+// missing state are answered with 400 and ignored: local traffic cannot abort a pending login.
+func (l *Login) Run(ctx context.Context) (*Result, error) {
+	logger := l.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := l.validate(); err != nil {
+		return nil, err
+	}
+	lns, redirectURL, callbackPath, err := l.listen(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		for _, ln := range lns {
+			_ = ln.Close() // already closed by the shutdown; this only guards early returns
+		}
+	}()
+	for _, ln := range lns {
+		logger.Debug("pkce: listening for the authorization response", "address", ln.Addr().String())
+	}
+	logger.Debug("pkce: redirect URI", "redirect_uri", redirectURL)
+
+	verifier, state, nonce := NewVerifier(), randomString(), randomString()
+	cfg := l.Config
+	cfg.RedirectURL = redirectURL
+	opts := make([]oauth2.AuthCodeOption, 0, len(l.AuthParams)+2)
+	for _, k := range slices.Sorted(maps.Keys(l.AuthParams)) {
+		opts = append(opts, oauth2.SetAuthURLParam(k, l.AuthParams[k]))
+	}
+	opts = append(opts, oauth2.SetAuthURLParam("nonce", nonce), oauth2.S256ChallengeOption(verifier))
+	authURL := cfg.AuthCodeURL(state, opts...)
+
+	h := newCallbackHandler(callbackPath, state, l.Issuer, l.RequireIss)
+	var conns connTracker
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ConnState:         conns.track,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(runCtx)
+	for _, ln := range lns {
+		g.Go(func() error {
+			err := srv.Serve(ln)
+			if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("pkce: serve on %s: %w", ln.Addr(), err)
+		})
+	}
+	var result *Result
+	g.Go(func() error {
+		defer cancel() // tells OpenBrowser that the login is over
+		defer shutdown(ctx, srv, lns, &conns, logger)
+		defer h.stop() // releases a handler still waiting for a verdict
+		r, err := l.await(gctx, h, &cfg, verifier, nonce)
+		result = r
+		return err
+	})
+	if l.OpenBrowser != nil {
+		g.Go(func() error {
+			if err := l.OpenBrowser(gctx, authURL); err != nil {
+				msg := redact(err.Error(), authURL, state, nonce)
+				if gctx.Err() != nil {
+					logger.Debug("pkce: opening the browser stopped", "error", msg)
+				} else {
+					logger.Warn("pkce: could not open the browser; open the login URL by hand", "error", msg)
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return result, nil
+}
+
+// await waits for the first valid callback and exchanges its code (RFC 6749 §4.1.3, RFC 7636 §4.5). It hands the
+// exchange's outcome back to the waiting handler so that the browser shows whether the login really succeeded.
+func (l *Login) await(ctx context.Context, h *callbackHandler, cfg *oauth2.Config, verifier, nonce string) (*Result, error) {
+	var cb callback
+	select {
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrAbandoned, ctx.Err())
+	case cb = <-h.callbacks:
+	}
+	if cb.err != nil {
+		return nil, cb.err // the handler has already written the failure page
+	}
+	if l.HTTPClient != nil {
+		ctx = context.WithValue(ctx, oauth2.HTTPClient, l.HTTPClient)
+	}
+	// Exchange sends redirect_uri (cfg.RedirectURL), required because the authorization request had it
+	// (RFC 6749 §4.1.3).
+	tok, err := cfg.Exchange(ctx, cb.code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		err = fmt.Errorf("pkce: exchange the authorization code: %w", err)
+		cb.verdict <- err
+		return nil, err
+	}
+	cb.verdict <- nil
+	return &Result{Token: tok, Nonce: nonce}, nil
+}
+
+// validate checks the configuration before anything listens.
+func (l *Login) validate() error {
+	if l.Config.Endpoint.AuthURL == "" {
+		return errors.New("pkce: Config.Endpoint.AuthURL is empty")
+	}
+	if l.Config.Endpoint.TokenURL == "" {
+		return errors.New("pkce: Config.Endpoint.TokenURL is empty")
+	}
+	if l.Config.ClientID == "" {
+		return errors.New("pkce: Config.ClientID is empty")
+	}
+	if l.RequireIss && l.Issuer == "" {
+		return errors.New("pkce: RequireIss is set without Issuer")
+	}
+	for _, k := range slices.Sorted(maps.Keys(l.AuthParams)) {
+		if k == "" {
+			return errors.New("pkce: empty authorization request parameter name")
+		}
+		if slices.Contains(reservedParams, strings.ToLower(k)) {
+			return fmt.Errorf("pkce: authorization request parameter %q is set by the protocol and cannot be overridden", k)
+		}
+	}
+	return nil
+}
+
+// listen binds the loopback listeners and returns them with the redirect URI and the callback path.
+func (l *Login) listen(ctx context.Context) (lns []net.Listener, redirectURL, callbackPath string, err error) {
+	if l.RedirectURL != "" {
+		lns, callbackPath, err := listenRedirectURL(ctx, l.RedirectURL)
+		return lns, l.RedirectURL, callbackPath, err
+	}
+	ln, err := listenFirst(ctx, l.ListenAddresses)
+	if err != nil {
+		return nil, "", "", err
+	}
+	ap := ln.Addr().(*net.TCPAddr).AddrPort()
+	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	return []net.Listener{ln}, "http://" + ap.String() + defaultCallbackPath, defaultCallbackPath, nil
+}
+
+// listenRedirectURL listens on the port of a fixed redirect URI (RFC 8252 §7.3): on 127.0.0.1 and [::1] for the host
+// localhost (§8.3), or on its loopback IP literal.
+func listenRedirectURL(ctx context.Context, redirectURL string) ([]net.Listener, string, error) {
+	u, err := url.Parse(redirectURL)
+	if err != nil {
+		return nil, "", fmt.Errorf("pkce: parse redirect URL: %w", err)
+	}
+	if u.Scheme != "http" {
+		return nil, "", fmt.Errorf("pkce: redirect URL %q: scheme must be http for a loopback redirect (RFC 8252 §7.3)", redirectURL)
+	}
+	if u.Opaque != "" || u.User != nil || u.Fragment != "" {
+		return nil, "", fmt.Errorf("pkce: redirect URL %q: must not have user info or a fragment (RFC 6749 §3.1.2)", redirectURL)
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "80"
+	}
+	if port == "0" {
+		return nil, "", fmt.Errorf("pkce: redirect URL %q: port must be fixed", redirectURL)
+	}
+	var hosts []string
+	if strings.EqualFold(host, "localhost") {
+		hosts = []string{"127.0.0.1", "::1"}
+	} else {
+		ip, err := loopbackIP(host)
+		if err != nil {
+			return nil, "", fmt.Errorf("pkce: redirect URL %q: %w", redirectURL, err)
+		}
+		hosts = []string{ip.String()}
+	}
+	var (
+		lc   net.ListenConfig
+		lns  []net.Listener
+		errs []error
+	)
+	for _, h := range hosts {
+		ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(h, port))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		lns = append(lns, ln)
+	}
+	if len(lns) == 0 {
+		return nil, "", fmt.Errorf("pkce: listen for redirect URL %q: %w", redirectURL, errors.Join(errs...))
+	}
+	callbackPath := u.Path
+	if callbackPath == "" {
+		callbackPath = "/"
+	}
+	return lns, callbackPath, nil
+}
+
+// listenFirst validates every address, then listens on the first one that binds.
+func listenFirst(ctx context.Context, addresses []string) (net.Listener, error) {
+	if len(addresses) == 0 {
+		addresses = []string{"127.0.0.1:0"}
+	}
+	resolved := make([]string, len(addresses))
+	for i, a := range addresses {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return nil, fmt.Errorf("pkce: listen address %q: %w", a, err)
+		}
+		if strings.EqualFold(host, "localhost") {
+			host = "127.0.0.1"
+		}
+		ip, err := loopbackIP(host)
+		if err != nil {
+			return nil, fmt.Errorf("pkce: listen address %q: %w", a, err)
+		}
+		resolved[i] = net.JoinHostPort(ip.String(), port)
+	}
+	var (
+		lc   net.ListenConfig
+		errs []error
+	)
+	for _, a := range resolved {
+		ln, err := lc.Listen(ctx, "tcp", a)
+		if err == nil {
+			return ln, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, fmt.Errorf("pkce: no listen address available: %w", errors.Join(errs...))
+}
+
+// loopbackIP parses host as an IP literal and requires a loopback address (RFC 8252 §7.3, §8.3).
+func loopbackIP(host string) (netip.Addr, error) {
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.Zone() != "" {
+		return netip.Addr{}, fmt.Errorf("host %q is not a loopback IP address", host)
+	}
+	if ip = ip.Unmap(); !ip.IsLoopback() {
+		return netip.Addr{}, fmt.Errorf("host %q is not a loopback IP address", host)
+	}
+	return ip, nil
+}
+
+// shutdown stops the loopback server before Run returns: it closes the listeners, drops connections that never sent
+// a request (a browser's preconnects, junk), lets the page of the finishing callback be written within
+// shutdownTimeout, then closes everything.
+func shutdown(ctx context.Context, srv *http.Server, lns []net.Listener, conns *connTracker, logger *slog.Logger) {
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+	conns.closeNew()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); errors.Is(err, context.DeadlineExceeded) {
+		logger.Debug("pkce: graceful shutdown of the loopback server timed out")
+	}
+	_ = srv.Close()
+}
+
+// redact removes the authorization URL and the secrets in it from s (an error message from OpenBrowser).
+func redact(s string, secrets ...string) string {
+	for _, x := range secrets {
+		if x != "" {
+			s = strings.ReplaceAll(s, x, "[redacted]")
+		}
+	}
+	return s
+}

@@ -1,0 +1,974 @@
+package pkce
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/oauth2"
+)
+
+// fakeIdP is an authorization server for tests (RFC 6749 §4.1, RFC 7636): its authorize endpoint records the
+// request and redirects to redirect_uri with a code and the state; its token endpoint checks the code_verifier
+// against the recorded S256 code_challenge.
+type fakeIdP struct {
+	t   *testing.T
+	srv *httptest.Server
+
+	// Behaviour; set before the login starts.
+	iss         string // if set, the iss parameter of the authorization response
+	authError   string // if set, the authorization response is this error
+	authErrDesc string
+	tokenError  string // if set, the token endpoint answers with this error
+
+	mu        sync.Mutex
+	authReqs  []url.Values
+	tokenReqs []url.Values
+	grants    map[string]url.Values // unused code -> its authorization request
+	issued    []*issuedTokens
+}
+
+type issuedTokens struct{ code, access, refresh, id string }
+
+const testClientID = "latchkey-test"
+
+func newFakeIdP(t *testing.T) *fakeIdP {
+	t.Helper()
+	f := &fakeIdP{t: t, grants: make(map[string]url.Values)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /authorize", f.authorize)
+	mux.HandleFunc("POST /token", f.token)
+	f.srv = httptest.NewServer(mux)
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeIdP) config() oauth2.Config {
+	return oauth2.Config{
+		ClientID: testClientID,
+		Endpoint: oauth2.Endpoint{
+			AuthURL:   f.srv.URL + "/authorize",
+			TokenURL:  f.srv.URL + "/token",
+			AuthStyle: oauth2.AuthStyleInParams,
+		},
+		Scopes: []string{"openid", "email"},
+	}
+}
+
+func (f *fakeIdP) authorize(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.authReqs = append(f.authReqs, q)
+	redirect, err := url.Parse(q.Get("redirect_uri"))
+	if err != nil || q.Get("redirect_uri") == "" {
+		http.Error(w, "bad redirect_uri", http.StatusBadRequest)
+		return
+	}
+	rq := redirect.Query()
+	if f.authError != "" {
+		rq.Set("error", f.authError)
+		if f.authErrDesc != "" {
+			rq.Set("error_description", f.authErrDesc)
+		}
+	} else {
+		code := "code-" + rand.Text()
+		f.grants[code] = q
+		rq.Set("code", code)
+	}
+	rq.Set("state", q.Get("state"))
+	if f.iss != "" {
+		rq.Set("iss", f.iss)
+	}
+	redirect.RawQuery = rq.Encode()
+	http.Redirect(w, r, redirect.String(), http.StatusFound)
+}
+
+func (f *fakeIdP) token(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		tokenErr(w, "invalid_request")
+		return
+	}
+	form := r.PostForm
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tokenReqs = append(f.tokenReqs, form)
+	if f.tokenError != "" {
+		tokenErr(w, f.tokenError)
+		return
+	}
+	code := form.Get("code")
+	auth, ok := f.grants[code]
+	delete(f.grants, code) // codes are one-time (RFC 6749 §4.1.2)
+	sum := sha256.Sum256([]byte(form.Get("code_verifier")))
+	switch {
+	case form.Get("grant_type") != "authorization_code", form.Get("client_id") != testClientID:
+		tokenErr(w, "invalid_request")
+		return
+	case !ok, form.Get("redirect_uri") != auth.Get("redirect_uri"),
+		auth.Get("code_challenge_method") != "S256",
+		base64.RawURLEncoding.EncodeToString(sum[:]) != auth.Get("code_challenge"):
+		tokenErr(w, "invalid_grant")
+		return
+	}
+	tok := &issuedTokens{code: code, access: "at-" + rand.Text(), refresh: "rt-" + rand.Text(), id: "idt-" + rand.Text()}
+	f.issued = append(f.issued, tok)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"access_token": tok.access, "token_type": "Bearer", "expires_in": 3600,
+		"refresh_token": tok.refresh, "id_token": tok.id,
+	})
+}
+
+func tokenErr(w http.ResponseWriter, code string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusBadRequest)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": "test says " + code})
+}
+
+func (f *fakeIdP) requests() (auth, token []url.Values, issued []*issuedTokens) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.authReqs, f.tokenReqs, f.issued
+}
+
+// page is what the test browser saw at the end of a navigation.
+type page struct {
+	url    *url.URL // the last URL requested (the callback, after the redirect)
+	status int
+	header http.Header
+	body   string
+}
+
+// newBrowser returns an HTTP client that follows redirects like a browser, with its own connection pool.
+func newBrowser(t *testing.T) *http.Client {
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// visit requests u with the test's context (not the login's, which ends when the login does).
+func visit(t *testing.T, c *http.Client, method, u string) (*page, error) {
+	req, err := http.NewRequestWithContext(t.Context(), method, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return &page{url: resp.Request.URL, status: resp.StatusCode, header: resp.Header, body: string(body)}, nil
+}
+
+// browse is an OpenBrowser that follows the authorization URL synchronously and records the final page.
+func browse(t *testing.T, got **page) func(context.Context, string) error {
+	c := newBrowser(t)
+	return func(_ context.Context, u string) error {
+		p, err := visit(t, c, http.MethodGet, u)
+		if err != nil {
+			t.Errorf("browser: %v", err)
+			return nil
+		}
+		*got = p
+		return nil
+	}
+}
+
+func runLogin(t *testing.T, l *Login) (*Result, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	return l.Run(ctx)
+}
+
+// assertClosed checks that nothing listens on hostport any more.
+func assertClosed(t *testing.T, hostport string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", hostport, 5*time.Second)
+	if err == nil {
+		c.Close()
+		t.Errorf("%s still accepts connections after Run returned", hostport)
+	}
+}
+
+func assertPageHeaders(t *testing.T, h http.Header) {
+	t.Helper()
+	want := map[string]string{
+		"Content-Type":           "text/html; charset=utf-8",
+		"Referrer-Policy":        "no-referrer",
+		"Cache-Control":          "no-store",
+		"X-Content-Type-Options": "nosniff",
+	}
+	for k, v := range want {
+		if got := h.Get(k); got != v {
+			t.Errorf("header %s = %q, want %q", k, got, v)
+		}
+	}
+	if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
+		t.Errorf("Content-Security-Policy = %q, want default-src 'none'", csp)
+	}
+}
+
+// countingTransport counts the requests made through the Login's HTTPClient.
+type countingTransport struct{ n atomic.Int32 }
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func TestLoginSuccess(t *testing.T) {
+	idp := newFakeIdP(t)
+	var logs bytes.Buffer
+	var rt countingTransport
+	var firstAuth url.Values
+	for i := range 2 {
+		var got *page
+		l := &Login{
+			Config:      idp.config(),
+			OpenBrowser: browse(t, &got),
+			HTTPClient:  &http.Client{Transport: &rt},
+			Logger:      slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		}
+		res, err := runLogin(t, l)
+		if err != nil {
+			t.Fatalf("run %d: Run: %v", i, err)
+		}
+		auths, tokens, issued := idp.requests()
+		if len(auths) != i+1 || len(tokens) != i+1 || len(issued) != i+1 {
+			t.Fatalf("run %d: %d authorization, %d token requests, %d issued; want %d each", i, len(auths), len(tokens), len(issued), i+1)
+		}
+		auth, tok, iss := auths[i], tokens[i], issued[i]
+
+		// The token is the one the token endpoint issued, which it only does for a matching S256 verifier.
+		if res.Token.AccessToken != iss.access || res.Token.RefreshToken != iss.refresh {
+			t.Errorf("run %d: token does not carry the issued access and refresh tokens", i)
+		}
+		if idt, _ := res.Token.Extra("id_token").(string); idt != iss.id {
+			t.Errorf("run %d: Extra(id_token) is not the issued ID token", i)
+		}
+		if got, want := rt.n.Load(), int32(i+1); got != want {
+			t.Errorf("run %d: HTTPClient made %d requests, want %d", i, got, want)
+		}
+
+		// The authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3, OIDC Core §3.1.2.1).
+		wantFixed := map[string]string{
+			"response_type": "code", "client_id": testClientID, "scope": "openid email", "code_challenge_method": "S256",
+		}
+		for k, v := range wantFixed {
+			if got := auth.Get(k); got != v {
+				t.Errorf("run %d: authorization request %s = %q, want %q", i, k, got, v)
+			}
+		}
+		verifier := tok.Get("code_verifier")
+		if !verifierRE.MatchString(verifier) {
+			t.Errorf("run %d: code_verifier %q is not 43 unreserved characters", i, verifier)
+		}
+		sum := sha256.Sum256([]byte(verifier))
+		if got, want := auth.Get("code_challenge"), base64.RawURLEncoding.EncodeToString(sum[:]); got != want {
+			t.Errorf("run %d: code_challenge %q, want S256 of the verifier %q", i, got, want)
+		}
+		if len(auth.Get("state")) < 22 || len(auth.Get("nonce")) < 22 {
+			t.Errorf("run %d: state %q or nonce %q shorter than 128 bits", i, auth.Get("state"), auth.Get("nonce"))
+		}
+		if res.Nonce != auth.Get("nonce") {
+			t.Errorf("run %d: Result.Nonce %q, want the nonce sent %q", i, res.Nonce, auth.Get("nonce"))
+		}
+
+		// The redirect URI: 127.0.0.1, the bound port (the browser reached the callback there), /callback.
+		redirect, err := url.Parse(auth.Get("redirect_uri"))
+		if err != nil {
+			t.Fatalf("run %d: redirect_uri: %v", i, err)
+		}
+		if redirect.Scheme != "http" || redirect.Hostname() != "127.0.0.1" || redirect.Path != "/callback" ||
+			redirect.Port() == "" || redirect.Port() == "0" {
+			t.Errorf("run %d: redirect_uri = %q, want http://127.0.0.1:<port>/callback", i, redirect)
+		}
+		if tok.Get("redirect_uri") != auth.Get("redirect_uri") {
+			t.Errorf("run %d: token request redirect_uri %q, want %q", i, tok.Get("redirect_uri"), auth.Get("redirect_uri"))
+		}
+
+		// The browser got the success page from the callback.
+		if got == nil {
+			t.Fatalf("run %d: the browser saw no page", i)
+		}
+		if got.url.Host != redirect.Host || got.url.Path != "/callback" {
+			t.Errorf("run %d: last page %s, want the callback at %s", i, got.url, redirect.Host)
+		}
+		if got.status != http.StatusOK || !strings.Contains(got.body, "close this tab") {
+			t.Errorf("run %d: success page: status %d, body %q", i, got.status, got.body)
+		}
+		assertPageHeaders(t, got.header)
+		assertClosed(t, redirect.Host)
+
+		if i == 0 {
+			firstAuth = auth
+			continue
+		}
+		for _, k := range []string{"state", "nonce", "code_challenge"} {
+			if firstAuth.Get(k) == auth.Get(k) {
+				t.Errorf("%s is the same in two logins", k)
+			}
+		}
+		if redirect.Port() == "" {
+			t.Error("no port")
+		}
+	}
+
+	// Secrets never reach the log; the redirect URI does.
+	auths, tokens, issued := idp.requests()
+	log := logs.String()
+	if !strings.Contains(log, auths[0].Get("redirect_uri")) {
+		t.Errorf("log lacks the redirect URI:\n%s", log)
+	}
+	for i := range auths {
+		for name, secret := range map[string]string{
+			"state": auths[i].Get("state"), "nonce": auths[i].Get("nonce"), "code": tokens[i].Get("code"),
+			"verifier": tokens[i].Get("code_verifier"), "access token": issued[i].access,
+			"refresh token": issued[i].refresh, "ID token": issued[i].id,
+		} {
+			if strings.Contains(log, secret) {
+				t.Errorf("log contains the %s", name)
+			}
+		}
+	}
+}
+
+func TestLoginAuthError(t *testing.T) {
+	idp := newFakeIdP(t)
+	idp.authError = "access_denied"
+	idp.authErrDesc = `The user said <script>alert("no")</script>`
+	var got *page
+	_, err := runLogin(t, &Login{Config: idp.config(), OpenBrowser: browse(t, &got)})
+	var authErr *AuthError
+	if !errors.As(err, &authErr) {
+		t.Fatalf("Run: %v, want *AuthError", err)
+	}
+	want := &AuthError{Code: "access_denied", Description: idp.authErrDesc}
+	if diff := cmp.Diff(want, authErr); diff != "" {
+		t.Errorf("AuthError (-want +got):\n%s", diff)
+	}
+	if got == nil {
+		t.Fatal("the browser saw no page")
+	}
+	if got.status < 400 || !strings.Contains(got.body, "access_denied") ||
+		!strings.Contains(got.body, "&lt;script&gt;") || strings.Contains(got.body, "<script>") {
+		t.Errorf("failure page: status %d, body %q; want an error status, the code, the description HTML-escaped",
+			got.status, got.body)
+	}
+	assertPageHeaders(t, got.header)
+	if _, tokens, _ := idp.requests(); len(tokens) != 0 {
+		t.Errorf("token endpoint called %d times after an error response", len(tokens))
+	}
+}
+
+func TestLoginIssuer(t *testing.T) {
+	const issuer = "https://issuer.example"
+	for _, tc := range []struct {
+		name       string
+		sentIss    string
+		issuer     string
+		requireIss bool
+		wantErr    error
+	}{
+		{name: "match", sentIss: issuer, issuer: issuer},
+		{name: "match required", sentIss: issuer, issuer: issuer, requireIss: true},
+		{name: "mismatch", sentIss: "https://evil.example", issuer: issuer, wantErr: ErrIssuerMismatch},
+		{name: "missing required", issuer: issuer, requireIss: true, wantErr: ErrIssuerMismatch},
+		{name: "missing optional", issuer: issuer},
+		{name: "unchecked without Issuer", sentIss: "https://any.example"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			idp := newFakeIdP(t)
+			idp.iss = tc.sentIss
+			var got *page
+			res, err := runLogin(t, &Login{
+				Config: idp.config(), Issuer: tc.issuer, RequireIss: tc.requireIss, OpenBrowser: browse(t, &got),
+			})
+			_, tokens, _ := idp.requests()
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("Run: %v, want %v", err, tc.wantErr)
+				}
+				if len(tokens) != 0 {
+					t.Errorf("the code was exchanged despite the issuer check failing")
+				}
+				if got == nil || got.status < 400 || !strings.Contains(got.body, "issuer") {
+					t.Errorf("browser page %+v, want a failure page about the issuer", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if res.Token.AccessToken == "" || len(tokens) != 1 {
+				t.Errorf("no token after a good response")
+			}
+		})
+	}
+}
+
+func TestLoginRequireIssWithoutIssuer(t *testing.T) {
+	idp := newFakeIdP(t)
+	called := false
+	_, err := runLogin(t, &Login{Config: idp.config(), RequireIss: true,
+		OpenBrowser: func(context.Context, string) error { called = true; return nil }})
+	if err == nil || called {
+		t.Errorf("Run with RequireIss and no Issuer: err %v, browser opened %v; want an error before opening", err, called)
+	}
+}
+
+func TestLoginHostileTraffic(t *testing.T) {
+	idp := newFakeIdP(t)
+	var (
+		final    *page
+		idle     []net.Conn
+		callback string // the host:port of the loopback server
+	)
+	c := newBrowser(t)
+	openBrowser := func(_ context.Context, authURL string) error {
+		au, _ := url.Parse(authURL)
+		redirect, _ := url.Parse(au.Query().Get("redirect_uri"))
+		callback = redirect.Host
+		base := "http://" + callback
+		state := au.Query().Get("state")
+		for _, tc := range []struct {
+			method, path string
+			want         int
+		}{
+			{http.MethodGet, "/", http.StatusNotFound},
+			{http.MethodGet, "/other?state=" + state + "&code=x", http.StatusNotFound},
+			{http.MethodGet, "/favicon.ico", http.StatusNotFound},
+			{http.MethodPost, "/callback?state=" + state + "&code=x", http.StatusMethodNotAllowed},
+			{http.MethodHead, "/callback", http.StatusMethodNotAllowed},
+			{http.MethodGet, "/callback", http.StatusBadRequest},
+			{http.MethodGet, "/callback?code=x", http.StatusBadRequest},
+			{http.MethodGet, "/callback?code=x&state=wrong", http.StatusBadRequest},
+			{http.MethodGet, "/callback?code=x&state=" + state + "x", http.StatusBadRequest},
+			{http.MethodGet, "/callback?code=x&state=" + state[:len(state)-1], http.StatusBadRequest},
+			{http.MethodGet, "/callback?code=x&state=" + state + "&state=" + state, http.StatusBadRequest},
+			{http.MethodGet, "/callback?error=access_denied&state=nope", http.StatusBadRequest},
+		} {
+			p, err := visit(t, c, tc.method, base+tc.path)
+			if err != nil {
+				t.Errorf("%s %s: %v", tc.method, tc.path, err)
+				continue
+			}
+			if p.status != tc.want {
+				t.Errorf("%s %s: status %d, want %d", tc.method, tc.path, p.status, tc.want)
+			}
+			if tc.want == http.StatusMethodNotAllowed && p.header.Get("Allow") != http.MethodGet {
+				t.Errorf("%s %s: Allow %q, want GET", tc.method, tc.path, p.header.Get("Allow"))
+			}
+		}
+		// A query string beyond MaxHeaderBytes is refused by the server (431) or the connection is dropped.
+		if p, err := visit(t, c, http.MethodGet, base+"/callback?state="+state+"&code="+strings.Repeat("A", 64<<10)); err == nil &&
+			p.status != http.StatusRequestHeaderFieldsTooLarge {
+			t.Errorf("huge query: status %d, want 431 or a dropped connection", p.status)
+		}
+
+		// 50 concurrent junk connections: half send garbage, half say nothing and stay open.
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for i := range 50 {
+			wg.Go(func() {
+				conn, err := net.Dial("tcp", callback)
+				if err != nil {
+					t.Errorf("junk connection %d: %v", i, err)
+					return
+				}
+				if i%2 == 0 {
+					mu.Lock()
+					idle = append(idle, conn)
+					mu.Unlock()
+					return
+				}
+				defer conn.Close()
+				_, _ = conn.Write([]byte("\x00\x01 NOT HTTP\r\n\r\n"))
+				_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+				b, _ := io.ReadAll(conn)
+				if !bytes.HasPrefix(b, []byte("HTTP/1.1 400")) {
+					t.Errorf("junk connection %d: got %q, want a 400 response", i, b)
+				}
+			})
+		}
+		wg.Wait()
+
+		// The real browser still completes the login.
+		p, err := visit(t, c, http.MethodGet, authURL)
+		if err != nil {
+			t.Errorf("browser: %v", err)
+			return nil
+		}
+		final = p
+		return nil
+	}
+	res, err := runLogin(t, &Login{Config: idp.config(), OpenBrowser: openBrowser})
+	if err != nil {
+		t.Fatalf("Run after hostile traffic: %v", err)
+	}
+	if res.Token.AccessToken == "" {
+		t.Error("no access token")
+	}
+	if final == nil || final.status != http.StatusOK {
+		t.Fatalf("final page %+v, want the success page", final)
+	}
+	// A replay of the callback is refused: the port is closed.
+	if p, err := visit(t, c, http.MethodGet, final.url.String()); err == nil {
+		t.Errorf("replayed callback answered with status %d after the login finished", p.status)
+	}
+	assertClosed(t, callback)
+	// Idle junk connections were closed by the shutdown rather than left behind.
+	for i, conn := range idle {
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, err := conn.Read(make([]byte, 1))
+		if ne, ok := err.(net.Error); err == nil || ok && ne.Timeout() {
+			t.Errorf("idle junk connection %d still open after Run returned: %v", i, err)
+		}
+		conn.Close()
+	}
+}
+
+func TestLoginTimeout(t *testing.T) {
+	idp := newFakeIdP(t)
+	var redirect *url.URL
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	_, err := (&Login{
+		Config: idp.config(),
+		OpenBrowser: func(_ context.Context, u string) error {
+			au, _ := url.Parse(u)
+			redirect, _ = url.Parse(au.Query().Get("redirect_uri"))
+			return nil // the person never comes back
+		},
+	}).Run(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrAbandoned) {
+		t.Fatalf("Run: %v, want ErrAbandoned wrapping context.DeadlineExceeded", err)
+	}
+	if redirect == nil {
+		t.Fatal("OpenBrowser not called")
+	}
+	assertClosed(t, redirect.Host)
+}
+
+func TestLoginCancelDuringCallbackWait(t *testing.T) {
+	// The caller cancels (Ctrl-C): Run returns ErrAbandoned wrapping context.Canceled.
+	idp := newFakeIdP(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	_, err := (&Login{
+		Config:      idp.config(),
+		OpenBrowser: func(context.Context, string) error { cancel(); return nil },
+	}).Run(ctx)
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrAbandoned) {
+		t.Fatalf("Run: %v, want ErrAbandoned wrapping context.Canceled", err)
+	}
+}
+
+func hasIPv6Loopback() bool {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
+}
+
+// freePort returns a port free on 127.0.0.1 (and on [::1] if both is set).
+func freePort(t *testing.T, both bool) string {
+	t.Helper()
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		if both {
+			ln6, err := net.Listen("tcp", net.JoinHostPort("::1", port))
+			if err != nil {
+				ln.Close()
+				continue
+			}
+			ln6.Close()
+		}
+		ln.Close()
+		return port
+	}
+	t.Fatal("no free port")
+	return ""
+}
+
+func TestLoginRedirectURLLocalhost(t *testing.T) {
+	idp := newFakeIdP(t)
+	v6 := hasIPv6Loopback()
+	port := freePort(t, v6)
+	redirectURL := "http://localhost:" + port + "/callback"
+	var logs bytes.Buffer
+	urls := make(chan string, 1)
+	l := &Login{
+		Config:      idp.config(),
+		RedirectURL: redirectURL,
+		// The browser cannot be opened; the person opens the URL by hand and the login keeps waiting.
+		OpenBrowser: func(_ context.Context, u string) error {
+			urls <- u
+			return errors.New("no browser for " + u)
+		},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+	}
+	type outcome struct {
+		res *Result
+		err error
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := runLogin(t, l)
+		done <- outcome{res, err}
+	}()
+	var authURL string
+	select {
+	case authURL = <-urls:
+	case o := <-done:
+		t.Fatalf("Run returned before opening the browser: %v", o.err)
+	}
+	au, _ := url.Parse(authURL)
+	if got := au.Query().Get("redirect_uri"); got != redirectURL {
+		t.Errorf("redirect_uri = %q, want %q verbatim", got, redirectURL)
+	}
+	c := newBrowser(t)
+	hosts := []string{"127.0.0.1"}
+	if v6 {
+		hosts = append(hosts, "::1")
+	}
+	for _, h := range hosts {
+		// Our server answers on each loopback address; / is not the callback path.
+		p, err := visit(t, c, http.MethodGet, "http://"+net.JoinHostPort(h, port)+"/")
+		if err != nil {
+			t.Errorf("%s: %v", h, err)
+		} else if p.status != http.StatusNotFound {
+			t.Errorf("%s: status %d, want 404 from the loopback server", h, p.status)
+		}
+	}
+	p, err := visit(t, c, http.MethodGet, authURL)
+	if err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+	o := <-done
+	if o.err != nil {
+		t.Fatalf("Run: %v", o.err)
+	}
+	if p.status != http.StatusOK {
+		t.Errorf("page status %d, want 200", p.status)
+	}
+	if _, tokens, _ := idp.requests(); len(tokens) != 1 || tokens[0].Get("redirect_uri") != redirectURL {
+		t.Errorf("token requests %v, want one with redirect_uri %q", tokens, redirectURL)
+	}
+	log := logs.String()
+	if !strings.Contains(log, "could not open the browser") {
+		t.Errorf("no warning about the browser in the log:\n%s", log)
+	}
+	if st := au.Query().Get("state"); strings.Contains(log, st) {
+		t.Errorf("the OpenBrowser error leaked the state into the log:\n%s", log)
+	}
+	for _, h := range hosts {
+		assertClosed(t, net.JoinHostPort(h, port))
+	}
+}
+
+func TestLoginRedirectURLIPv4(t *testing.T) {
+	idp := newFakeIdP(t)
+	port := freePort(t, false)
+	redirectURL := "http://127.0.0.1:" + port // no path: the callback is at /
+	var got *page
+	if _, err := runLogin(t, &Login{Config: idp.config(), RedirectURL: redirectURL, OpenBrowser: browse(t, &got)}); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got == nil || got.status != http.StatusOK || (got.url.Path != "" && got.url.Path != "/") {
+		t.Errorf("page %+v, want success at /", got)
+	}
+	if auths, _, _ := idp.requests(); auths[0].Get("redirect_uri") != redirectURL {
+		t.Errorf("redirect_uri %q, want %q", auths[0].Get("redirect_uri"), redirectURL)
+	}
+}
+
+func TestLoginRedirectURLInvalid(t *testing.T) {
+	idp := newFakeIdP(t)
+	for _, u := range []string{
+		"http://example.com:8000/callback",
+		"http://192.0.2.1:8000/callback",
+		"http://0.0.0.0:8000/callback",
+		"http://[::]:8000/callback",
+		"https://127.0.0.1:8000/callback",
+		"http://127.0.0.1:0/callback",
+		"http://127.0.0.1:8000/callback#frag",
+		"http://user@127.0.0.1:8000/callback",
+		"://",
+	} {
+		called := false
+		_, err := runLogin(t, &Login{Config: idp.config(), RedirectURL: u,
+			OpenBrowser: func(context.Context, string) error { called = true; return nil }})
+		if err == nil || called {
+			t.Errorf("RedirectURL %q: err %v, browser opened %v; want an error before opening", u, err, called)
+		}
+	}
+}
+
+func TestLoginListenAddresses(t *testing.T) {
+	idp := newFakeIdP(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	free := "127.0.0.1:" + freePort(t, false)
+	var got *page
+	_, err = runLogin(t, &Login{
+		Config:          idp.config(),
+		ListenAddresses: []string{busy.Addr().String(), free},
+		OpenBrowser:     browse(t, &got),
+	})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	auths, _, _ := idp.requests()
+	if got, want := auths[0].Get("redirect_uri"), "http://"+free+"/callback"; got != want {
+		t.Errorf("redirect_uri %q, want %q (the second address)", got, want)
+	}
+	if got == nil || got.status != http.StatusOK {
+		t.Errorf("page %+v, want success", got)
+	}
+
+	t.Run("all busy", func(t *testing.T) {
+		_, err := runLogin(t, &Login{Config: idp.config(), ListenAddresses: []string{busy.Addr().String()}})
+		if err == nil {
+			t.Error("Run with only a busy address succeeded")
+		}
+	})
+	t.Run("rejected", func(t *testing.T) {
+		for _, a := range []string{"0.0.0.0:0", ":0", "192.0.2.1:8000", "example.com:8000", "[::]:0", "127.0.0.1"} {
+			called := false
+			_, err := runLogin(t, &Login{Config: idp.config(), ListenAddresses: []string{"127.0.0.1:0", a},
+				OpenBrowser: func(context.Context, string) error { called = true; return nil }})
+			if err == nil || called {
+				t.Errorf("ListenAddresses with %q: err %v, browser opened %v; want an error before listening", a, err, called)
+			}
+		}
+	})
+	t.Run("IPv6", func(t *testing.T) {
+		if !hasIPv6Loopback() {
+			t.Skip("no IPv6 loopback")
+		}
+		var got *page
+		if _, err := runLogin(t, &Login{Config: idp.config(), ListenAddresses: []string{"[::1]:0"},
+			OpenBrowser: browse(t, &got)}); err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+		auths, _, _ := idp.requests()
+		u, _ := url.Parse(auths[len(auths)-1].Get("redirect_uri"))
+		if u.Hostname() != "::1" || !strings.HasPrefix(u.Host, "[::1]:") || u.Path != "/callback" {
+			t.Errorf("redirect_uri %q, want http://[::1]:<port>/callback", u)
+		}
+		if got == nil || got.status != http.StatusOK {
+			t.Errorf("page %+v, want success", got)
+		}
+	})
+}
+
+func TestLoginAuthParams(t *testing.T) {
+	idp := newFakeIdP(t)
+	for _, k := range []string{"state", "nonce", "code_challenge", "code_challenge_method", "redirect_uri",
+		"response_type", "client_id", "scope", "code_verifier", "State", ""} {
+		called := false
+		_, err := runLogin(t, &Login{Config: idp.config(), AuthParams: map[string]string{"audience": "a", k: "x"},
+			OpenBrowser: func(context.Context, string) error { called = true; return nil }})
+		if err == nil || called {
+			t.Errorf("AuthParams key %q: err %v, browser opened %v; want an error", k, err, called)
+		}
+	}
+
+	var got *page
+	params := map[string]string{"audience": "kubernetes", "prompt": "login", "login_hint": "a@b.example"}
+	if _, err := runLogin(t, &Login{Config: idp.config(), AuthParams: params, OpenBrowser: browse(t, &got)}); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	auths, _, _ := idp.requests()
+	gotParams := make(map[string]string)
+	for k := range params {
+		gotParams[k] = auths[0].Get(k)
+	}
+	if diff := cmp.Diff(params, gotParams); diff != "" {
+		t.Errorf("extra authorization parameters (-want +got):\n%s", diff)
+	}
+}
+
+func TestLoginTokenError(t *testing.T) {
+	idp := newFakeIdP(t)
+	idp.tokenError = "invalid_grant"
+	var got *page
+	_, err := runLogin(t, &Login{Config: idp.config(), OpenBrowser: browse(t, &got)})
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) {
+		t.Fatalf("Run: %v, want *oauth2.RetrieveError", err)
+	}
+	if re.ErrorCode != "invalid_grant" {
+		t.Errorf("ErrorCode %q, want invalid_grant", re.ErrorCode)
+	}
+	_, tokens, _ := idp.requests()
+	if len(tokens) != 1 {
+		t.Fatalf("%d token requests, want 1", len(tokens))
+	}
+	if code := tokens[0].Get("code"); strings.Contains(err.Error(), code) {
+		t.Errorf("error %q contains the code", err)
+	}
+	// The page is written after the exchange, so the browser learns that the login failed.
+	if got == nil || got.status == http.StatusOK || !strings.Contains(got.body, "invalid_grant") {
+		t.Errorf("page %+v, want a failure page naming invalid_grant", got)
+	}
+}
+
+func TestLoginValidate(t *testing.T) {
+	good := oauth2.Config{ClientID: "c", Endpoint: oauth2.Endpoint{AuthURL: "http://a/auth", TokenURL: "http://a/token"}}
+	for name, mutate := range map[string]func(*oauth2.Config){
+		"no AuthURL":  func(c *oauth2.Config) { c.Endpoint.AuthURL = "" },
+		"no TokenURL": func(c *oauth2.Config) { c.Endpoint.TokenURL = "" },
+		"no ClientID": func(c *oauth2.Config) { c.ClientID = "" },
+	} {
+		cfg := good
+		mutate(&cfg)
+		if _, err := runLogin(t, &Login{Config: cfg}); err == nil {
+			t.Errorf("%s: Run succeeded", name)
+		}
+	}
+}
+
+const fuzzState = "Xq3v9aZ0b1c2d3e4f5g6h7i8j9k0l1m2n3o4p5q6r7s"
+
+func TestCallbackHandler(t *testing.T) {
+	h := newCallbackHandler("/callback", fuzzState, "", false)
+	serve := func(method, target string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(method, target, nil))
+		return rec
+	}
+	for _, tc := range []struct {
+		method, target string
+		want           int
+	}{
+		{http.MethodGet, "/", http.StatusNotFound},
+		{http.MethodGet, "/callback/", http.StatusNotFound},
+		{http.MethodPut, "/callback?state=" + fuzzState + "&code=c", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/callback?state=&code=c", http.StatusBadRequest},
+		{http.MethodGet, "/callback?STATE=" + fuzzState + "&code=c", http.StatusBadRequest},
+	} {
+		rec := serve(tc.method, tc.target)
+		if rec.Code != tc.want {
+			t.Errorf("%s %s: %d, want %d", tc.method, tc.target, rec.Code, tc.want)
+		}
+		assertPageHeaders(t, rec.Result().Header)
+	}
+	select {
+	case <-h.callbacks:
+		t.Fatal("a callback was delivered for an invalid request")
+	default:
+	}
+
+	// The first valid callback is delivered and waits for the exchange's verdict.
+	first := make(chan *httptest.ResponseRecorder)
+	go func() { first <- serve(http.MethodGet, "/callback?state="+fuzzState+"&code=the-code") }()
+	cb := <-h.callbacks
+	if cb.code != "the-code" || cb.err != nil {
+		t.Fatalf("callback %+v, want code the-code", cb)
+	}
+	// A second one, even valid, is refused while the first is pending and after.
+	if rec := serve(http.MethodGet, "/callback?state="+fuzzState+"&code=other"); rec.Code != http.StatusBadRequest ||
+		!strings.Contains(rec.Body.String(), "already") {
+		t.Errorf("second callback: %d %q, want 400 already finished", rec.Code, rec.Body)
+	}
+	cb.verdict <- nil
+	if rec := <-first; rec.Code != http.StatusOK {
+		t.Errorf("first callback page %d, want 200", rec.Code)
+	}
+	select {
+	case cb := <-h.callbacks:
+		t.Fatalf("a second callback was delivered: %+v", cb)
+	default:
+	}
+}
+
+// FuzzCallback feeds arbitrary query strings to the callback handler: it must not panic, and it must deliver a
+// callback (complete the login) only when the query carries exactly the right state.
+func FuzzCallback(f *testing.F) {
+	for _, s := range []string{
+		"",
+		"state=" + fuzzState + "&code=c",
+		"code=c&state=" + fuzzState + "&iss=https%3A%2F%2Fissuer.example",
+		"code=c&state=" + fuzzState + "&iss=https%3A%2F%2Fevil.example",
+		"code=c&state=" + fuzzState + "&iss=a&iss=b",
+		"state=" + fuzzState,
+		"state=" + fuzzState + "&error=access_denied&error_description=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+		"state=wrong&code=c",
+		"state=" + fuzzState + "&state=" + fuzzState + "&code=c",
+		"state=" + fuzzState + ";code=c",
+		"%zz&state=" + fuzzState + "&code=c",
+		"state=" + fuzzState[:10] + "&code=c",
+		"state=%00&code=%ff",
+		strings.Repeat("&=", 50),
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		h := newCallbackHandler("/callback", fuzzState, "https://issuer.example", false)
+		h.stop() // nothing will exchange the code: the handler must not wait
+		req := httptest.NewRequest(http.MethodGet, "/callback", nil)
+		req.URL.RawQuery = raw
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+
+		q, _ := url.ParseQuery(raw)
+		rightState := len(q["state"]) == 1 && q["state"][0] == fuzzState
+		select {
+		case cb := <-h.callbacks:
+			if !rightState {
+				t.Fatalf("query %q completed the login without the right state", raw)
+			}
+			if cb.err == nil && cb.code == "" {
+				t.Fatalf("query %q: success without a code", raw)
+			}
+		default:
+			if rightState {
+				t.Fatalf("query %q has the right state but delivered nothing", raw)
+			}
+			if rec.Code != http.StatusBadRequest {
+				t.Fatalf("query %q: status %d, want 400", raw, rec.Code)
+			}
+		}
+		if rec.Code == http.StatusOK {
+			t.Fatalf("query %q: success page although no token exchange happened", raw)
+		}
+		if body := rec.Body.String(); strings.Contains(strings.ToLower(body), "<script") {
+			t.Fatalf("query %q: page contains a script tag: %q", raw, body)
+		}
+		if ct := rec.Header().Get("Content-Type"); ct != "text/html; charset=utf-8" {
+			t.Fatalf("Content-Type %q", ct)
+		}
+	})
+}

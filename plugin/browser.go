@@ -1,0 +1,168 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+)
+
+// ErrNoBrowser reports that no way to open a browser was found; the person
+// can still open the printed URL by hand.
+var ErrNoBrowser = errors.New("no browser to open")
+
+// Browser opens the authorization URL in the person's browser. It tries, in
+// order: Command (--browser-command), the BROWSER environment variable, and
+// the platform's opener: open on macOS, rundll32's URL handler on Windows,
+// wslview or cmd.exe under WSL, xdg-open or x-www-browser elsewhere. The
+// launcher's output goes to Stderr, never to stdout, which is the protocol.
+type Browser struct {
+	// Command is a command line split on spaces; the URL is appended as its
+	// last argument, or replaces a %s.
+	Command string
+	// Skip only prints the URL.
+	Skip bool
+	// Stderr receives the URL for the person and the launcher's output; nil
+	// means os.Stderr.
+	Stderr io.Writer
+	// GOOS is the platform; "" means runtime.GOOS.
+	GOOS string
+	// Getenv reads the environment; nil means os.Getenv.
+	Getenv func(string) string
+	// LookPath finds executables; nil means exec.LookPath.
+	LookPath func(string) (string, error)
+	// ReadFile reads files (for WSL detection); nil means os.ReadFile.
+	ReadFile func(string) ([]byte, error)
+	// Logger receives debug logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Open prints url for the person and starts the browser on it without
+// waiting for the browser to exit.
+func (b *Browser) Open(ctx context.Context, url string) error {
+	w := b.stderr()
+	if b.Skip {
+		fmt.Fprintf(w, "latchkey: open this URL in a browser to log in:\n\n    %s\n\n", url)
+		return nil
+	}
+	argv, err := b.Argv(url)
+	if err != nil {
+		fmt.Fprintf(w, "latchkey: %v; open this URL in a browser to log in:\n\n    %s\n\n", err, url)
+		return nil
+	}
+	fmt.Fprintf(w, "latchkey: opening a browser to log in; if none opens, visit:\n\n    %s\n\n", url)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start browser %s: %w", argv[0], err)
+	}
+	if b.Logger != nil {
+		b.Logger.Debug("started browser", "command", argv[0], "pid", cmd.Process.Pid)
+	}
+	go func() { _ = cmd.Wait() }()
+	return nil
+}
+
+// Argv returns the command line that opens url, or ErrNoBrowser.
+func (b *Browser) Argv(url string) ([]string, error) {
+	if b.Command != "" {
+		return withURL(b.Command, url), nil
+	}
+	if env := b.getenv("BROWSER"); strings.TrimSpace(env) != "" {
+		return withURL(env, url), nil
+	}
+	switch b.goos() {
+	case "darwin":
+		return []string{"open", url}, nil
+	case "windows":
+		return []string{"rundll32", "url.dll,FileProtocolHandler", url}, nil
+	}
+	if b.isWSL() {
+		if p, err := b.lookPath("wslview"); err == nil {
+			return []string{p, url}, nil
+		}
+		// cmd.exe's start treats the first quoted argument as a window
+		// title, and & | < > ^ as operators: escape them with ^.
+		return []string{"cmd.exe", "/c", "start", `""`, escapeCmd(url)}, nil
+	}
+	if b.getenv("DISPLAY") == "" && b.getenv("WAYLAND_DISPLAY") == "" && b.goos() == "linux" {
+		return nil, fmt.Errorf("%w: no display (DISPLAY and WAYLAND_DISPLAY are unset)", ErrNoBrowser)
+	}
+	for _, name := range []string{"xdg-open", "x-www-browser"} {
+		if p, err := b.lookPath(name); err == nil {
+			return []string{p, url}, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: neither xdg-open nor x-www-browser found", ErrNoBrowser)
+}
+
+// isWSL tells whether this is Linux under the Windows Subsystem for Linux.
+func (b *Browser) isWSL() bool {
+	if b.goos() != "linux" {
+		return false
+	}
+	if b.getenv("WSL_DISTRO_NAME") != "" || b.getenv("WSL_INTEROP") != "" {
+		return true
+	}
+	read := b.ReadFile
+	if read == nil {
+		read = os.ReadFile
+	}
+	rel, err := read("/proc/sys/kernel/osrelease")
+	return err == nil && strings.Contains(strings.ToLower(string(rel)), "microsoft")
+}
+
+func withURL(command, url string) []string {
+	argv := strings.Fields(command)
+	for i, a := range argv {
+		if strings.Contains(a, "%s") {
+			argv[i] = strings.ReplaceAll(a, "%s", url)
+			return argv
+		}
+	}
+	return append(argv, url)
+}
+
+func escapeCmd(s string) string {
+	var sb strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune("&|<>^()%!\"", r) {
+			sb.WriteByte('^')
+		}
+		sb.WriteRune(r)
+	}
+	return sb.String()
+}
+
+func (b *Browser) stderr() io.Writer {
+	if b.Stderr != nil {
+		return b.Stderr
+	}
+	return os.Stderr
+}
+
+func (b *Browser) goos() string {
+	if b.GOOS != "" {
+		return b.GOOS
+	}
+	return runtime.GOOS
+}
+
+func (b *Browser) getenv(k string) string {
+	if b.Getenv != nil {
+		return b.Getenv(k)
+	}
+	return os.Getenv(k)
+}
+
+func (b *Browser) lookPath(name string) (string, error) {
+	if b.LookPath != nil {
+		return b.LookPath(name)
+	}
+	return exec.LookPath(name)
+}

@@ -1,0 +1,437 @@
+// Package plugin gets OpenID Connect tokens for kubectl and other tools that
+// run a credential command: from a file cache when the token is fresh, with
+// the refresh token when it is stale, and through a browser login (the
+// authorization code grant with PKCE, RFC 7636, over a loopback redirect,
+// RFC 8252) only when there is no usable refresh token.
+//
+// Parallel invocations for one configuration are serialized by a file lock
+// taken only when the cached token cannot be used, so at most one browser
+// opens and a rotating refresh token is never replayed.
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/latchkey/latchkey/cache"
+	"github.com/latchkey/latchkey/pkce"
+)
+
+// freshMargin is how much life a cached token must have left to be used
+// without refreshing.
+const freshMargin = 10 * time.Second
+
+// lockSlack is how much longer than a browser login a process waits for
+// another process holding the lock.
+const lockSlack = 30 * time.Second
+
+// Client gets tokens for one set of Options. Fields other than Options are
+// dependencies; nil means the default.
+type Client struct {
+	Options Options
+	// Cache stores the tokens; nil opens Options.CacheDir.
+	Cache *cache.Cache
+	// HTTPClient talks to the provider; nil builds one from the TLS options.
+	HTTPClient *http.Client
+	// OpenBrowser opens the authorization URL; nil uses Browser with
+	// Options and the process environment.
+	OpenBrowser func(ctx context.Context, url string) error
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Getenv reads the environment (BROWSER, DISPLAY); nil means os.Getenv.
+	Getenv func(string) string
+	// Stderr receives what the person must see (the login URL); nil means
+	// os.Stderr.
+	Stderr io.Writer
+	// Logger receives progress and debug logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Token is a token latchkey hands out, with what it came from.
+type Token struct {
+	// Value is the ID token, or the access token with UseAccessToken.
+	Value string
+	// Expiry is when Value expires; zero if unknown.
+	Expiry time.Time
+	// Entry is the cache entry holding Value.
+	Entry *cache.Entry
+}
+
+// Token returns a token for c.Options. It reads the cache without a lock and
+// without network access; only when the cached token expires within 10
+// seconds (or ForceRefresh is set) does it take the key's lock, re-read the
+// cache, refresh, and, when the provider refuses the refresh token or there
+// is none, run a browser login. A provider that cannot be reached is an
+// error: it never starts a browser login, and the cache keeps its entry.
+func (c *Client) Token(ctx context.Context) (*Token, error) {
+	o := &c.Options
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	store := c.cache()
+	id := o.Key().ID()
+	var seen *cache.Entry
+	if store != nil {
+		e, err := store.Load(id)
+		switch {
+		case err == nil:
+			if t := c.fresh(e); t != nil && !o.ForceRefresh {
+				c.logger().Debug("using cached token", "expiry", t.Expiry)
+				return t, nil
+			}
+			seen = e
+		case errors.Is(err, cache.ErrNotFound):
+		default:
+			c.logger().Warn("ignoring unusable token cache entry", "err", err)
+		}
+	}
+	if store == nil {
+		return c.renew(ctx, nil, nil, id)
+	}
+
+	lock, err := c.lock(ctx, store, id)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := lock.Unlock(); err != nil {
+			c.logger().Debug("unlock token cache", "err", err)
+		}
+	}()
+	// Another process may have refreshed or logged in while this one waited.
+	e, err := store.Load(id)
+	switch {
+	case err == nil:
+		if t := c.fresh(e); t != nil && (!o.ForceRefresh || !sameTokens(e, seen)) {
+			c.logger().Debug("using token another process obtained", "expiry", t.Expiry)
+			return t, nil
+		}
+	case errors.Is(err, cache.ErrNotFound):
+		e = nil
+	default:
+		c.logger().Warn("ignoring unusable token cache entry", "err", err)
+		e = nil
+	}
+	return c.renew(ctx, store, e, id)
+}
+
+// lock takes the key's lock, telling the person when it has to wait.
+func (c *Client) lock(ctx context.Context, store *cache.Cache, id string) (*cache.Lock, error) {
+	l, ok, err := store.TryLock(id)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		return l, nil
+	}
+	c.logger().Info("waiting for another latchkey process to finish (lock " + store.LockPath(id) + ")")
+	ctx, cancel := context.WithTimeout(ctx, c.authTimeout()+lockSlack)
+	defer cancel()
+	return store.Lock(ctx, id)
+}
+
+// renew refreshes e's token or, failing that, logs in; it saves the result
+// in store (if any) before returning it.
+func (c *Client) renew(ctx context.Context, store *cache.Cache, e *cache.Entry, id string) (*Token, error) {
+	o := &c.Options
+	hc, err := c.httpClient()
+	if err != nil {
+		return nil, err
+	}
+	var p *cache.Provider
+	if e != nil && e.Provider != nil && e.Provider.Issuer == o.IssuerURL && c.now().Sub(e.Provider.FetchedAt) < providerLifetime {
+		p = e.Provider
+	}
+	if e != nil && e.RefreshToken != "" {
+		if p == nil {
+			if p, err = discover(ctx, hc, o.IssuerURL, c.now()); err != nil {
+				return nil, err
+			}
+		}
+		next, err := c.refresh(ctx, hc, p, e)
+		switch {
+		case err == nil:
+			return c.save(store, id, next)
+		case errors.Is(err, errRefreshRefused):
+			c.logger().Info("refresh token no longer accepted, logging in again", "reason", err)
+		default:
+			return nil, err
+		}
+	}
+	if p == nil || c.now().Sub(p.FetchedAt) > time.Minute {
+		// A login follows; use fresh metadata for it.
+		if p, err = discover(ctx, hc, o.IssuerURL, c.now()); err != nil {
+			return nil, err
+		}
+	}
+	next, err := c.login(ctx, hc, p)
+	if err != nil {
+		return nil, err
+	}
+	return c.save(store, id, next)
+}
+
+// save stores e and returns the token it holds. A failed save is reported
+// but the token is still returned: the person logged in successfully.
+func (c *Client) save(store *cache.Cache, id string, e *cache.Entry) (*Token, error) {
+	t := c.fresh(e)
+	if t == nil {
+		return nil, fmt.Errorf("provider returned a token that is already expired")
+	}
+	if store != nil {
+		if err := store.Save(id, e); err != nil {
+			c.logger().Warn("could not save the token; the next call will have to log in again", "err", err)
+		}
+	}
+	return t, nil
+}
+
+// fresh returns e's output token if it has more than freshMargin left.
+func (c *Client) fresh(e *cache.Entry) *Token {
+	v, exp := e.IDToken, e.IDTokenExpiry
+	if c.Options.UseAccessToken {
+		v, exp = e.AccessToken, e.Expiry
+	}
+	if v == "" || exp.IsZero() || exp.Sub(c.now()) <= freshMargin {
+		return nil
+	}
+	return &Token{Value: v, Expiry: exp, Entry: e}
+}
+
+func sameTokens(a, b *cache.Entry) bool {
+	return a != nil && b != nil && a.IDToken == b.IDToken && a.AccessToken == b.AccessToken && a.RefreshToken == b.RefreshToken
+}
+
+// oauth2Config returns the OAuth client configuration for provider p.
+func (c *Client) oauth2Config(p *cache.Provider) *oauth2.Config {
+	o := &c.Options
+	style := oauth2.AuthStyleInHeader
+	if o.ClientSecret == "" {
+		style = oauth2.AuthStyleInParams
+	}
+	return &oauth2.Config{
+		ClientID:     o.ClientID,
+		ClientSecret: o.ClientSecret,
+		Endpoint: oauth2.Endpoint{
+			AuthURL:   p.AuthorizationEndpoint,
+			TokenURL:  p.TokenEndpoint,
+			AuthStyle: style,
+		},
+		Scopes: o.Scopes(),
+	}
+}
+
+// login runs the browser login and returns the new entry.
+func (c *Client) login(ctx context.Context, hc *http.Client, p *cache.Provider) (*cache.Entry, error) {
+	o := &c.Options
+	ctx, cancel := context.WithTimeout(ctx, c.authTimeout())
+	defer cancel()
+	l := &pkce.Login{
+		Config:          *c.oauth2Config(p),
+		Issuer:          p.Issuer,
+		RequireIss:      p.IssParameterSupported,
+		RedirectURL:     o.RedirectURL,
+		ListenAddresses: o.ListenAddresses,
+		AuthParams:      o.AuthParams,
+		OpenBrowser:     c.openBrowser,
+		HTTPClient:      hc,
+		Logger:          c.logger(),
+	}
+	res, err := l.Run(ctx)
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("log in: no answer from the browser within %s: %w", c.authTimeout(), err)
+		}
+		return nil, fmt.Errorf("log in: %w", err)
+	}
+	resp := tokenResponse{
+		AccessToken:  res.Token.AccessToken,
+		TokenType:    res.Token.TokenType,
+		RefreshToken: res.Token.RefreshToken,
+		Expiry:       res.Token.Expiry,
+	}
+	if s, ok := res.Token.Extra("id_token").(string); ok {
+		resp.IDToken = s
+	}
+	return c.entry(ctx, hc, p, &resp, res.Nonce, nil)
+}
+
+// entry checks a token response and turns it into a cache entry. nonce is
+// the nonce sent with the login ("" after a refresh); prev is the entry
+// refreshed (nil after a login).
+func (c *Client) entry(ctx context.Context, hc *http.Client, p *cache.Provider, r *tokenResponse, nonce string, prev *cache.Entry) (*cache.Entry, error) {
+	o := &c.Options
+	e := &cache.Entry{
+		AccessToken:  r.AccessToken,
+		TokenType:    r.TokenType,
+		Expiry:       r.Expiry,
+		RefreshToken: r.RefreshToken,
+		Provider:     p,
+	}
+	if e.RefreshToken == "" && prev != nil {
+		// RFC 6749 §6: without a new refresh token the old one stays valid.
+		e.RefreshToken = prev.RefreshToken
+	}
+	if e.Expiry.IsZero() {
+		e.Expiry = c.now().Add(defaultAccessTokenLifetime)
+	}
+	switch {
+	case r.IDToken != "":
+		idt, err := c.verify(ctx, hc, p, r.IDToken, nonce)
+		if err != nil {
+			return nil, err
+		}
+		e.IDToken, e.IDTokenExpiry = r.IDToken, idt.Expiry
+	case prev != nil && o.UseAccessToken:
+		// OIDC Core §12.2: a refresh need not return an ID token.
+		e.IDToken, e.IDTokenExpiry = prev.IDToken, prev.IDTokenExpiry
+	case prev != nil:
+		return nil, fmt.Errorf("%w: the refresh response has no ID token", errRefreshRefused)
+	case !o.UseAccessToken:
+		return nil, errors.New("the token response has no ID token (is the openid scope allowed for this client?)")
+	}
+	if o.UseAccessToken && e.AccessToken == "" {
+		return nil, errors.New("the token response has no access token")
+	}
+	return e, nil
+}
+
+// defaultAccessTokenLifetime is assumed when a token response has no
+// usable expires_in (RFC 6749 §5.1 makes it optional).
+const defaultAccessTokenLifetime = 5 * time.Minute
+
+// verify checks an ID token's signature, issuer, audience, expiry and, after
+// a login, its nonce (OpenID Connect Core §3.1.3.7).
+func (c *Client) verify(ctx context.Context, hc *http.Client, p *cache.Provider, raw, nonce string) (*oidc.IDToken, error) {
+	ks := &keySet{hc: hc, p: p, now: c.now()}
+	algs := make([]string, len(signingAlgs))
+	for i, a := range signingAlgs {
+		algs[i] = string(a)
+	}
+	v := oidc.NewVerifier(p.Issuer, ks, &oidc.Config{
+		ClientID:             c.Options.ClientID,
+		SupportedSigningAlgs: algs,
+		Now:                  c.now,
+	})
+	idt, err := v.Verify(oidc.ClientContext(ctx, hc), raw)
+	if err != nil {
+		return nil, fmt.Errorf("verify ID token: %w", err)
+	}
+	if nonce != "" && idt.Nonce != nonce {
+		return nil, errors.New("verify ID token: nonce does not match the login's (possible replay)")
+	}
+	var claims struct {
+		AZP string `json:"azp"`
+	}
+	if err := idt.Claims(&claims); err != nil {
+		return nil, fmt.Errorf("verify ID token: %w", err)
+	}
+	if len(idt.Audience) > 1 && claims.AZP != c.Options.ClientID {
+		return nil, fmt.Errorf("verify ID token: azp %q is not the client id", claims.AZP)
+	}
+	return idt, nil
+}
+
+// errRefreshRefused marks a refresh the provider answered with a refusal of
+// the refresh token itself, which only a new login can cure.
+var errRefreshRefused = errors.New("refresh token refused")
+
+// tokenResponse is a successful token endpoint response (RFC 6749 §5.1,
+// OpenID Connect Core §3.1.3.3).
+type tokenResponse struct {
+	AccessToken  string          `json:"access_token"`
+	TokenType    string          `json:"token_type"`
+	RefreshToken string          `json:"refresh_token"`
+	ExpiresIn    json.RawMessage `json:"expires_in"`
+	IDToken      string          `json:"id_token"`
+	Expiry       time.Time       `json:"-"`
+}
+
+// refresh redeems e's refresh token (RFC 6749 §6), resending the scopes so
+// providers that narrow them on refresh (Okta) keep the groups claim. A
+// refusal of the refresh token wraps errRefreshRefused; any other failure
+// (network, 5xx) is returned as is, since a new login would not cure it.
+func (c *Client) refresh(ctx context.Context, hc *http.Client, p *cache.Provider, e *cache.Entry) (*cache.Entry, error) {
+	cfg := c.oauth2Config(p)
+	form := url.Values{
+		"grant_type":    {"refresh_token"},
+		"refresh_token": {e.RefreshToken},
+		"scope":         {strings.Join(cfg.Scopes, " ")},
+	}
+	r, err := postToken(ctx, hc, cfg, form, c.now())
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && slices.Contains([]string{"invalid_grant", "invalid_request"}, re.ErrorCode) {
+			return nil, fmt.Errorf("%w: %w", errRefreshRefused, err)
+		}
+		return nil, fmt.Errorf("refresh token: %w", err)
+	}
+	c.logger().Debug("refreshed token", "rotated", r.RefreshToken != "" && r.RefreshToken != e.RefreshToken)
+	return c.entry(ctx, hc, p, r, "", e)
+}
+
+func (c *Client) cache() *cache.Cache {
+	if c.Options.Storage == "none" {
+		return nil
+	}
+	if c.Cache != nil {
+		return c.Cache
+	}
+	ch := cache.Open(c.Options.CacheDir)
+	ch.Logger = c.logger()
+	return ch
+}
+
+func (c *Client) httpClient() (*http.Client, error) {
+	if c.HTTPClient != nil {
+		return c.HTTPClient, nil
+	}
+	return newHTTPClient(&c.Options)
+}
+
+func (c *Client) openBrowser(ctx context.Context, url string) error {
+	if c.OpenBrowser != nil {
+		return c.OpenBrowser(ctx, url)
+	}
+	b := &Browser{
+		Command: c.Options.BrowserCommand,
+		Skip:    c.Options.SkipOpenBrowser,
+		Stderr:  c.Stderr,
+		Getenv:  c.Getenv,
+		Logger:  c.logger(),
+	}
+	return b.Open(ctx, url)
+}
+
+func (c *Client) authTimeout() time.Duration {
+	if c.Options.AuthTimeout > 0 {
+		return c.Options.AuthTimeout
+	}
+	return DefaultAuthTimeout
+}
+
+func (c *Client) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func (c *Client) logger() *slog.Logger {
+	if c.Logger != nil {
+		return c.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}

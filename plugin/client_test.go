@@ -1,0 +1,428 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/latchkey/latchkey/cache"
+	"github.com/latchkey/latchkey/pkce"
+	"github.com/latchkey/latchkey/plugin/idptest"
+)
+
+// clock is a settable time source shared by the IdP and the client.
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// harness is one IdP and the clients of one cache directory.
+type harness struct {
+	t        *testing.T
+	idp      *idptest.Server
+	clock    *clock
+	dir      string
+	browsers atomic.Int32
+	wg       sync.WaitGroup
+	errs     chan error
+}
+
+func newHarness(t *testing.T, cfg idptest.Config) *harness {
+	t.Helper()
+	h := &harness{t: t, clock: newClock(), dir: t.TempDir(), errs: make(chan error, 16)}
+	cfg.Now = h.clock.Now
+	h.idp = idptest.NewServer(cfg)
+	t.Cleanup(func() {
+		h.wg.Wait()
+		h.idp.Close()
+		close(h.errs)
+		for err := range h.errs {
+			t.Errorf("browser: %v", err)
+		}
+	})
+	return h
+}
+
+func (h *harness) options() Options {
+	return Options{
+		IssuerURL:   h.idp.URL,
+		ClientID:    idptest.DefaultClientID,
+		ExtraScopes: []string{"email", "groups", "offline_access"},
+		CacheDir:    h.dir,
+		AuthTimeout: 10 * time.Second,
+	}
+}
+
+// client returns a client whose browser follows the login URL, as a person
+// who is already signed in at the IdP would.
+func (h *harness) client(o Options) *Client {
+	return &Client{
+		Options:    o,
+		HTTPClient: h.idp.Client(),
+		Now:        h.clock.Now,
+		OpenBrowser: func(_ context.Context, url string) error {
+			h.browsers.Add(1)
+			h.wg.Add(1)
+			go func() {
+				defer h.wg.Done()
+				// Like a real browser, it outlives the login's context.
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				if err := idptest.Browse(ctx, h.idp.Client(), url); err != nil && !strings.Contains(h.t.Name(), "Denied") {
+					h.errs <- err
+				}
+			}()
+			return nil
+		},
+	}
+}
+
+func (h *harness) token(o Options) (*Token, error) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(h.t.Context(), 20*time.Second)
+	defer cancel()
+	return h.client(o).Token(ctx)
+}
+
+func (h *harness) mustToken(o Options) *Token {
+	h.t.Helper()
+	tok, err := h.token(o)
+	if err != nil {
+		h.t.Fatalf("Token: %v", err)
+	}
+	return tok
+}
+
+// snapshot returns the cache directory's files and contents.
+func (h *harness) snapshot() map[string]string {
+	h.t.Helper()
+	m := map[string]string{}
+	entries, err := os.ReadDir(h.dir)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, _ := os.ReadFile(filepath.Join(h.dir, e.Name()))
+		m[e.Name()] = string(b)
+	}
+	return m
+}
+
+func (h *harness) entry(o Options) *cache.Entry {
+	h.t.Helper()
+	e, err := cache.Open(h.dir).Load(o.Key().ID())
+	if err != nil {
+		h.t.Fatalf("load entry: %v", err)
+	}
+	return e
+}
+
+func TestFirstLoginThenCache(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	o := h.options()
+	tok := h.mustToken(o)
+	if got := h.browsers.Load(); got != 1 {
+		t.Errorf("browsers opened = %d, want 1", got)
+	}
+	a := h.idp.LastAuthorize()
+	if a.Get("code_challenge_method") != "S256" || a.Get("code_challenge") == "" {
+		t.Errorf("authorization request lacks PKCE S256: method %q", a.Get("code_challenge_method"))
+	}
+	if got, want := a.Get("scope"), "openid email groups offline_access"; got != want {
+		t.Errorf("scope = %q, want %q", got, want)
+	}
+	if a.Get("nonce") == "" || a.Get("state") == "" {
+		t.Error("authorization request lacks nonce or state")
+	}
+	e := h.entry(o)
+	if tok.Value != e.IDToken || e.IDToken == "" || e.RefreshToken == "" {
+		t.Errorf("output is not the cached ID token, or the entry lacks tokens")
+	}
+	if want := h.clock.Now().Add(idptest.DefaultTokenLifetime).Truncate(time.Second); !tok.Expiry.Equal(want) {
+		t.Errorf("expiry = %v, want %v", tok.Expiry, want)
+	}
+
+	before := h.idp.Counts()
+	h.clock.Advance(idptest.DefaultTokenLifetime - 11*time.Second)
+	again := h.mustToken(o)
+	if again.Value != tok.Value {
+		t.Error("second call did not return the cached token")
+	}
+	if after := h.idp.Counts(); after != before {
+		t.Errorf("cached call talked to the IdP: %+v -> %+v", before, after)
+	}
+	if got := h.browsers.Load(); got != 1 {
+		t.Errorf("browsers opened = %d, want 1", got)
+	}
+}
+
+func TestRefreshRotatesAndReusesDiscovery(t *testing.T) {
+	h := newHarness(t, idptest.Config{ReuseErrorCode: "invalid_request"})
+	o := h.options()
+	first := h.mustToken(o)
+	rt1 := h.entry(o).RefreshToken
+	for i := range 3 {
+		h.clock.Advance(idptest.DefaultTokenLifetime)
+		tok := h.mustToken(o)
+		if tok.Value == first.Value {
+			t.Fatalf("refresh %d returned the old token", i)
+		}
+		rt := h.entry(o).RefreshToken
+		if rt == rt1 {
+			t.Fatalf("refresh %d: rotated refresh token not persisted", i)
+		}
+		rt1 = rt
+		first = tok
+	}
+	c := h.idp.Counts()
+	if c.Refresh != 3 || c.RefreshRejected != 0 {
+		t.Errorf("refreshes = %d (rejected %d), want 3 (0)", c.Refresh, c.RefreshRejected)
+	}
+	if c.Discovery != 1 || c.JWKS != 1 {
+		t.Errorf("discovery/JWKS requests = %d/%d, want 1/1 (cached with the entry)", c.Discovery, c.JWKS)
+	}
+	if got := h.browsers.Load(); got != 1 {
+		t.Errorf("browsers opened = %d, want 1", got)
+	}
+	if got := h.idp.LastToken().Get("scope"); got != "openid email groups offline_access" {
+		t.Errorf("refresh scope = %q, want the login's scopes", got)
+	}
+}
+
+func TestRefreshRefusedFallsBackToLogin(t *testing.T) {
+	for _, code := range []string{"invalid_grant", "invalid_request"} {
+		t.Run(code, func(t *testing.T) {
+			h := newHarness(t, idptest.Config{ReuseErrorCode: code})
+			o := h.options()
+			h.mustToken(o)
+			h.idp.RevokeAll()
+			h.clock.Advance(2 * idptest.DefaultTokenLifetime)
+			h.mustToken(o)
+			if got := h.browsers.Load(); got != 2 {
+				t.Errorf("browsers opened = %d, want 2", got)
+			}
+			if c := h.idp.Counts(); c.RefreshRejected != 1 {
+				t.Errorf("rejected refreshes = %d, want 1", c.RefreshRejected)
+			}
+		})
+	}
+}
+
+func TestProviderDownKeepsCacheAndOpensNoBrowser(t *testing.T) {
+	for _, fault := range []string{"503", "closed"} {
+		t.Run(fault, func(t *testing.T) {
+			var down atomic.Bool
+			h := newHarness(t, idptest.Config{Intercept: func(w http.ResponseWriter, r *http.Request) bool {
+				if !down.Load() {
+					return false
+				}
+				if fault == "closed" {
+					hj, _ := w.(http.Hijacker)
+					conn, _, _ := hj.Hijack()
+					conn.Close()
+					return true
+				}
+				http.Error(w, "maintenance", http.StatusServiceUnavailable)
+				return true
+			}})
+			o := h.options()
+			h.mustToken(o)
+			h.clock.Advance(2 * idptest.DefaultTokenLifetime)
+			before := h.snapshot()
+			down.Store(true)
+			_, err := h.token(o)
+			if err == nil {
+				t.Fatal("Token succeeded with the provider down")
+			}
+			if errors.Is(err, errRefreshRefused) {
+				t.Errorf("a provider fault was taken for a refused refresh token: %v", err)
+			}
+			if got := h.browsers.Load(); got != 1 {
+				t.Errorf("browsers opened = %d, want 1 (no login after a network fault)", got)
+			}
+			if diff := diffMaps(before, h.snapshot()); diff != "" {
+				t.Errorf("cache changed: %s", diff)
+			}
+			down.Store(false)
+			h.mustToken(o)
+			if got := h.browsers.Load(); got != 1 {
+				t.Errorf("browsers opened = %d after recovery, want 1", got)
+			}
+		})
+	}
+}
+
+func TestRefreshWithoutIDToken(t *testing.T) {
+	t.Run("access token output keeps working", func(t *testing.T) {
+		h := newHarness(t, idptest.Config{OmitIDTokenOnRefresh: true})
+		o := h.options()
+		o.UseAccessToken = true
+		first := h.mustToken(o)
+		h.clock.Advance(2 * idptest.DefaultTokenLifetime)
+		tok := h.mustToken(o)
+		if tok.Value == first.Value || tok.Value != h.entry(o).AccessToken {
+			t.Error("did not output the refreshed access token")
+		}
+		if got := h.browsers.Load(); got != 1 {
+			t.Errorf("browsers opened = %d, want 1", got)
+		}
+	})
+	t.Run("ID token output logs in again", func(t *testing.T) {
+		h := newHarness(t, idptest.Config{OmitIDTokenOnRefresh: true})
+		o := h.options()
+		h.mustToken(o)
+		h.clock.Advance(2 * idptest.DefaultTokenLifetime)
+		h.mustToken(o)
+		if got := h.browsers.Load(); got != 2 {
+			t.Errorf("browsers opened = %d, want 2", got)
+		}
+	})
+}
+
+func TestForceRefresh(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	o := h.options()
+	first := h.mustToken(o)
+	o.ForceRefresh = true
+	h.clock.Advance(time.Second)
+	tok := h.mustToken(o)
+	if tok.Value == first.Value {
+		t.Error("--force-refresh returned the cached token")
+	}
+	if c := h.idp.Counts(); c.Refresh != 1 {
+		t.Errorf("refreshes = %d, want 1", c.Refresh)
+	}
+}
+
+func TestLoginDenied(t *testing.T) {
+	h := newHarness(t, idptest.Config{DenyAuthorization: "access_denied"})
+	o := h.options()
+	_, err := h.token(o)
+	var ae *pkce.AuthError
+	if !errors.As(err, &ae) || ae.Code != "access_denied" {
+		t.Fatalf("err = %v, want *pkce.AuthError access_denied", err)
+	}
+	if len(h.snapshot()) > 1 { // the lock file may exist
+		t.Errorf("a denied login wrote the cache: %v", h.snapshot())
+	}
+}
+
+func TestStorageNone(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	o := h.options()
+	o.Storage = "none"
+	h.mustToken(o)
+	h.mustToken(o)
+	if got := h.browsers.Load(); got != 2 {
+		t.Errorf("browsers opened = %d, want 2 (nothing cached)", got)
+	}
+	if s := h.snapshot(); len(s) != 0 {
+		t.Errorf("--token-cache-storage=none wrote files: %v", s)
+	}
+}
+
+func TestMissingExpiresIn(t *testing.T) {
+	h := newHarness(t, idptest.Config{OmitExpiresIn: true})
+	o := h.options()
+	o.UseAccessToken = true
+	tok := h.mustToken(o)
+	if want := h.clock.Now().Add(defaultAccessTokenLifetime); !tok.Expiry.Equal(want) {
+		t.Errorf("expiry = %v, want the default lifetime %v", tok.Expiry, want)
+	}
+}
+
+func TestBadProvider(t *testing.T) {
+	tests := []struct {
+		name      string
+		intercept func(w http.ResponseWriter, r *http.Request) bool
+	}{
+		{"garbage discovery", func(w http.ResponseWriter, r *http.Request) bool {
+			if r.URL.Path != idptest.DiscoveryPath {
+				return false
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"issuer":`))
+			return true
+		}},
+		{"html discovery", func(w http.ResponseWriter, r *http.Request) bool {
+			w.Header().Set("Content-Type", "text/html")
+			w.Write([]byte(`<html>login</html>`))
+			return true
+		}},
+		{"other issuer", func(w http.ResponseWriter, r *http.Request) bool {
+			if r.URL.Path != idptest.DiscoveryPath {
+				return false
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"issuer":"https://evil.example","authorization_endpoint":"https://evil.example/a","token_endpoint":"https://evil.example/t","jwks_uri":"https://evil.example/k"}`))
+			return true
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, idptest.Config{Intercept: tt.intercept})
+			_, err := h.token(h.options())
+			if !errors.Is(err, ErrDiscovery) {
+				t.Errorf("err = %v, want ErrDiscovery", err)
+			}
+			if h.browsers.Load() != 0 {
+				t.Error("a browser opened for a broken provider")
+			}
+		})
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	for _, o := range []Options{
+		{ClientID: "x"},
+		{IssuerURL: "https://issuer"},
+		{IssuerURL: "issuer.example.com", ClientID: "x"},
+		{IssuerURL: "https://issuer", ClientID: "x", RedirectURL: "http://localhost:8000", ListenAddresses: []string{"127.0.0.1:8000"}},
+	} {
+		if err := o.Validate(); !errors.Is(err, ErrUsage) {
+			t.Errorf("Validate(%+v) = %v, want ErrUsage", o, err)
+		}
+	}
+}
+
+func TestKeyIgnoresScopeOrderAndDuplicates(t *testing.T) {
+	a := Options{IssuerURL: "https://i", ClientID: "c", ExtraScopes: []string{"groups", "email", "openid"}}
+	b := Options{IssuerURL: "https://i", ClientID: "c", ExtraScopes: []string{"email", "groups", "email"}}
+	if a.Key().ID() != b.Key().ID() {
+		t.Error("the same scopes in another order give another cache entry")
+	}
+	b.UseAccessToken = true
+	if a.Key().ID() == b.Key().ID() {
+		t.Error("ID and access token outputs share a cache entry")
+	}
+}
+
+func diffMaps(a, b map[string]string) string {
+	var sb bytes.Buffer
+	for k, v := range a {
+		if w, ok := b[k]; !ok {
+			sb.WriteString("removed " + k + "; ")
+		} else if v != w {
+			sb.WriteString("changed " + k + "; ")
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			sb.WriteString("added " + k + "; ")
+		}
+	}
+	return sb.String()
+}

@@ -1,0 +1,205 @@
+package plugin
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/latchkey/latchkey/cache"
+)
+
+// ErrUsage reports options that cannot work together or are missing.
+var ErrUsage = errors.New("invalid options")
+
+// Options configure how latchkey gets a token. The flag names are those of
+// int128/kubelogin's get-token, so a kubeconfig switches by changing only its
+// command.
+type Options struct {
+	IssuerURL    string
+	ClientID     string
+	ClientSecret string
+	// ExtraScopes are requested besides openid, which is always requested.
+	ExtraScopes []string
+	// RedirectURL, if set, is the redirect_uri registered at the IdP; latchkey
+	// listens on its port. Otherwise http://127.0.0.1:<port>/callback.
+	RedirectURL string
+	// ListenAddresses are tried in order when RedirectURL is empty; the
+	// default is an OS-assigned port on 127.0.0.1 (RFC 8252 §7.3).
+	ListenAddresses []string
+	// AuthParams are extra authorization request parameters (audience=...).
+	AuthParams map[string]string
+	// UseAccessToken outputs the access token instead of the ID token.
+	UseAccessToken bool
+	// CAFiles and CAData add trusted roots for the IdP's TLS certificate.
+	CAFiles []string
+	CAData  []string
+	// InsecureSkipTLSVerify turns off the IdP's certificate verification.
+	InsecureSkipTLSVerify bool
+	// CacheDir is the token cache directory; "" means $XDG_CACHE_HOME/latchkey.
+	CacheDir string
+	// Storage is "disk" (the default) or "none".
+	Storage string
+	// ForceRefresh ignores a cached token that still looks valid, for when
+	// the API server rejected it.
+	ForceRefresh bool
+	// BrowserCommand opens the authorization URL (the URL is its last
+	// argument); it takes precedence over $BROWSER and the platform opener.
+	BrowserCommand string
+	// SkipOpenBrowser only prints the URL.
+	SkipOpenBrowser bool
+	// AuthTimeout bounds a browser login.
+	AuthTimeout time.Duration
+	// Verbose turns on debug logs on stderr.
+	Verbose bool
+}
+
+// DefaultAuthTimeout is how long a browser login may take by default
+// (kubelogin's --authentication-timeout-sec default).
+const DefaultAuthTimeout = 180 * time.Second
+
+// RegisterFlags defines the get-token flags on fs, storing into o.
+func (o *Options) RegisterFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.IssuerURL, "oidc-issuer-url", "", "issuer URL of the OpenID Connect provider (required)")
+	fs.StringVar(&o.ClientID, "oidc-client-id", "", "OAuth client ID (required)")
+	fs.StringVar(&o.ClientSecret, "oidc-client-secret", "", "OAuth client secret, for confidential clients")
+	fs.Func("oidc-extra-scope", "scopes to request besides openid (repeatable, comma-separated)", func(s string) error {
+		for v := range strings.SplitSeq(s, ",") {
+			if v = strings.TrimSpace(v); v != "" {
+				o.ExtraScopes = append(o.ExtraScopes, v)
+			}
+		}
+		return nil
+	})
+	fs.StringVar(&o.RedirectURL, "oidc-redirect-url", "", "redirect URI registered at the provider (default http://127.0.0.1:<random port>/callback)")
+	fs.Func("listen-address", "loopback address for the redirect listener, tried in order (repeatable)", func(s string) error {
+		o.ListenAddresses = append(o.ListenAddresses, s)
+		return nil
+	})
+	fs.Func("oidc-auth-request-extra-params", "extra authorization request parameter key=value (repeatable)", func(s string) error {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("want key=value, got %q", s)
+		}
+		if o.AuthParams == nil {
+			o.AuthParams = make(map[string]string)
+		}
+		o.AuthParams[k] = v
+		return nil
+	})
+	fs.BoolVar(&o.UseAccessToken, "oidc-use-access-token", false, "output the access token instead of the ID token")
+	fs.Func("certificate-authority", "PEM file of CA certificates for the provider (repeatable)", func(s string) error {
+		o.CAFiles = append(o.CAFiles, s)
+		return nil
+	})
+	fs.Func("certificate-authority-data", "base64 PEM of CA certificates for the provider (repeatable)", func(s string) error {
+		o.CAData = append(o.CAData, s)
+		return nil
+	})
+	fs.BoolVar(&o.InsecureSkipTLSVerify, "insecure-skip-tls-verify", false, "do not verify the provider's TLS certificate (insecure)")
+	fs.StringVar(&o.CacheDir, "token-cache-dir", "", "token cache directory (default $XDG_CACHE_HOME/latchkey)")
+	fs.Func("token-cache-storage", "token storage: disk or none (default disk)", func(s string) error {
+		switch s {
+		case "disk", "none":
+			o.Storage = s
+			return nil
+		}
+		return fmt.Errorf("unsupported storage %q (want disk or none)", s)
+	})
+	fs.BoolVar(&o.ForceRefresh, "force-refresh", false, "ignore a cached token that looks valid and refresh it")
+	fs.StringVar(&o.BrowserCommand, "browser-command", "", "command that opens the login URL, given as its last argument")
+	fs.BoolVar(&o.SkipOpenBrowser, "skip-open-browser", false, "print the login URL instead of opening a browser")
+	fs.Func("authentication-timeout-sec", "how long a browser login may take, in seconds (default 180)", func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("want a positive number of seconds, got %q", s)
+		}
+		o.AuthTimeout = time.Duration(n) * time.Second
+		return nil
+	})
+	// Accepted for kubeconfigs written for kubelogin: only the values
+	// latchkey implements.
+	fs.Func("grant-type", "authorization grant: auto or authcode", func(s string) error {
+		if s != "auto" && s != "authcode" {
+			return fmt.Errorf("unsupported grant type %q (latchkey supports auto, authcode)", s)
+		}
+		return nil
+	})
+	fs.Func("oidc-pkce-method", "PKCE method: auto or S256 (latchkey always uses S256)", func(s string) error {
+		if s != "auto" && s != "S256" {
+			return fmt.Errorf("unsupported PKCE method %q (latchkey always uses S256)", s)
+		}
+		return nil
+	})
+	fs.Var(verbosity{&o.Verbose}, "v", "debug logs on stderr (-v or --v=N)")
+}
+
+// verbosity accepts -v and kubelogin's klog-style --v=N.
+type verbosity struct{ on *bool }
+
+func (v verbosity) String() string {
+	if v.on != nil && *v.on {
+		return "1"
+	}
+	return "0"
+}
+
+func (v verbosity) Set(s string) error {
+	if b, err := strconv.ParseBool(s); err == nil {
+		*v.on = b
+		return nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return fmt.Errorf("want a level number, got %q", s)
+	}
+	*v.on = n > 0
+	return nil
+}
+
+func (v verbosity) IsBoolFlag() bool { return true }
+
+// Validate reports missing or malformed options with ErrUsage.
+func (o *Options) Validate() error {
+	if o.IssuerURL == "" {
+		return fmt.Errorf("%w: --oidc-issuer-url is required", ErrUsage)
+	}
+	u, err := url.Parse(o.IssuerURL)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("%w: --oidc-issuer-url %q is not an http(s) URL", ErrUsage, o.IssuerURL)
+	}
+	if o.ClientID == "" {
+		return fmt.Errorf("%w: --oidc-client-id is required", ErrUsage)
+	}
+	if o.RedirectURL != "" && len(o.ListenAddresses) > 0 {
+		return fmt.Errorf("%w: --oidc-redirect-url and --listen-address are exclusive (the redirect URL names the address)", ErrUsage)
+	}
+	return nil
+}
+
+// Scopes returns the scopes to request: openid first, then the extra scopes
+// in order, without duplicates.
+func (o *Options) Scopes() []string {
+	s := []string{"openid"}
+	for _, v := range o.ExtraScopes {
+		if !slices.Contains(s, v) {
+			s = append(s, v)
+		}
+	}
+	return s
+}
+
+// Key returns the cache key of the token these options produce.
+func (o *Options) Key() cache.Key {
+	return cache.Key{
+		Issuer:         o.IssuerURL,
+		ClientID:       o.ClientID,
+		Scopes:         o.Scopes(),
+		ExtraParams:    o.AuthParams,
+		UseAccessToken: o.UseAccessToken,
+	}
+}

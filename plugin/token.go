@@ -1,0 +1,104 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// maxTokenResponseBytes caps what latchkey reads of a token response.
+const maxTokenResponseBytes = 1 << 20
+
+// maxExpiresIn is the longest expires_in latchkey believes; a larger value is
+// treated as absent.
+const maxExpiresIn = 366 * 24 * time.Hour
+
+// postToken sends a token request (RFC 6749 §3.2) with form and decodes the
+// response. Public clients send client_id in the body, confidential ones
+// authenticate with HTTP Basic (§2.3.1). An error response (§5.2) is an
+// *oauth2.RetrieveError carrying its error code.
+func postToken(ctx context.Context, hc *http.Client, cfg *oauth2.Config, form url.Values, now time.Time) (*tokenResponse, error) {
+	form = maps(form)
+	if cfg.ClientSecret == "" {
+		form.Set("client_id", cfg.ClientID)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.Endpoint.TokenURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("token request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if cfg.ClientSecret != "" {
+		req.SetBasicAuth(url.QueryEscape(cfg.ClientID), url.QueryEscape(cfg.ClientSecret))
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("token request: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponseBytes))
+	if err != nil {
+		return nil, fmt.Errorf("token request: read response: %w", err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		re := &oauth2.RetrieveError{Response: resp, Body: body}
+		var e struct {
+			Code        string `json:"error"`
+			Description string `json:"error_description"`
+			URI         string `json:"error_uri"`
+		}
+		if json.Unmarshal(body, &e) == nil {
+			re.ErrorCode, re.ErrorDescription, re.ErrorURI = e.Code, e.Description, e.URI
+		}
+		if re.ErrorCode == "" {
+			// Keep unknown bodies (proxies' HTML pages) out of messages.
+			re.Body = nil
+			return nil, fmt.Errorf("token request: %s from %s", resp.Status, cfg.Endpoint.TokenURL)
+		}
+		return nil, re
+	}
+	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct != "" && ct != "application/json" {
+		return nil, fmt.Errorf("token request: response is %s, not JSON", ct)
+	}
+	var r tokenResponse
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("token request: decode response: %v", err)
+	}
+	if r.AccessToken == "" {
+		return nil, fmt.Errorf("token request: response has no access_token")
+	}
+	if d, ok := expiresIn(r.ExpiresIn); ok {
+		r.Expiry = now.Add(d)
+	}
+	return &r, nil
+}
+
+// maps returns a copy of v, so callers' forms are not changed.
+func maps(v url.Values) url.Values {
+	out := make(url.Values, len(v)+1)
+	for k, s := range v {
+		out[k] = append([]string(nil), s...)
+	}
+	return out
+}
+
+// expiresIn reads expires_in (RFC 6749 §5.1), a number of seconds that some
+// providers send as a string. Missing, malformed, non-positive or absurdly
+// large values are reported as absent.
+func expiresIn(raw json.RawMessage) (time.Duration, bool) {
+	s := strings.Trim(string(raw), `"`)
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > int64(maxExpiresIn/time.Second) {
+		return 0, false
+	}
+	return time.Duration(n) * time.Second, true
+}
