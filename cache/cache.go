@@ -107,6 +107,19 @@ type Entry struct {
 	// Provider caches what discovery returned so a refresh needs one
 	// request. It may be nil.
 	Provider *Provider `json:"provider,omitempty"`
+	// LoginFailure, if set, records the last browser login for this key
+	// that failed or was abandoned, so that processes waiting behind it do
+	// not retry it and background callers do not open another browser at
+	// once. A successful login clears it.
+	LoginFailure *Failure `json:"login_failure,omitempty"`
+}
+
+// Failure describes a failed login.
+type Failure struct {
+	// At is when the login ended.
+	At time.Time `json:"at"`
+	// Reason is a one-line description for people; it holds no secret.
+	Reason string `json:"reason"`
 }
 
 // LogValue implements [slog.LogValuer]. It reports expiries and which tokens
@@ -125,6 +138,9 @@ func (e *Entry) LogValue() slog.Value {
 	}
 	if e.Provider != nil {
 		attrs = append(attrs, slog.String("issuer", e.Provider.Issuer))
+	}
+	if e.LoginFailure != nil {
+		attrs = append(attrs, slog.Time("login_failure", e.LoginFailure.At))
 	}
 	return slog.GroupValue(attrs...)
 }

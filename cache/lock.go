@@ -61,7 +61,8 @@ func (c *Cache) TryLock(id string) (*Lock, bool, error) {
 // Lock takes id's lock, waiting (polling every 50ms) until it is free or ctx
 // is done. If ctx is done first, the error says the lock is held by another
 // latchkey process, names the lock file and wraps ctx.Err(), so
-// errors.Is(err, context.DeadlineExceeded) reports a timeout.
+// errors.Is(err, context.DeadlineExceeded) reports a timeout. A free lock is
+// taken even if ctx is already done.
 func (c *Cache) Lock(ctx context.Context, id string) (*Lock, error) {
 	l, ok, err := c.TryLock(id)
 	if err != nil || ok {

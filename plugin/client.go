@@ -55,6 +55,10 @@ type Client struct {
 	// Stderr receives what the person must see (the login URL); nil means
 	// os.Stderr.
 	Stderr io.Writer
+	// Interactive tells that a person is at a terminal (stderr is one):
+	// such a caller may start a browser login during the cool-down after a
+	// failed one; a background caller (an IDE, k9s, a script) may not.
+	Interactive bool
 	// Logger receives progress and debug logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -101,7 +105,8 @@ func (c *Client) Token(ctx context.Context) (*Token, error) {
 		return c.renew(ctx, nil, nil, id)
 	}
 
-	lock, err := c.lock(ctx, store, id)
+	start := c.now()
+	lock, waited, err := c.lock(ctx, store, id)
 	if err != nil {
 		return nil, err
 	}
@@ -118,6 +123,11 @@ func (c *Client) Token(ctx context.Context) (*Token, error) {
 			c.logger().Debug("using token another process obtained", "expiry", t.Expiry)
 			return t, nil
 		}
+		if f := e.LoginFailure; f != nil && waited && !f.At.Before(start) {
+			// The login this process waited for failed; retrying it at
+			// once would only open another browser tab.
+			return nil, fmt.Errorf("%w in another latchkey process: %s", ErrLoginFailed, f.Reason)
+		}
 	case errors.Is(err, cache.ErrNotFound):
 		e = nil
 	default:
@@ -127,19 +137,28 @@ func (c *Client) Token(ctx context.Context) (*Token, error) {
 	return c.renew(ctx, store, e, id)
 }
 
+// ErrLoginFailed reports a browser login that failed or was abandoned.
+var ErrLoginFailed = errors.New("browser login failed")
+
+// ErrLoginCooldown reports that a background caller was refused a browser
+// login because one failed or was abandoned moments ago.
+var ErrLoginCooldown = errors.New("not opening another browser yet")
+
 // lock takes the key's lock, telling the person when it has to wait.
-func (c *Client) lock(ctx context.Context, store *cache.Cache, id string) (*cache.Lock, error) {
+// It reports whether it had to wait.
+func (c *Client) lock(ctx context.Context, store *cache.Cache, id string) (*cache.Lock, bool, error) {
 	l, ok, err := store.TryLock(id)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if ok {
-		return l, nil
+		return l, false, nil
 	}
 	c.logger().Info("waiting for another latchkey process to finish (lock " + store.LockPath(id) + ")")
 	ctx, cancel := context.WithTimeout(ctx, c.authTimeout()+lockSlack)
 	defer cancel()
-	return store.Lock(ctx, id)
+	l, err = store.Lock(ctx, id)
+	return l, true, err
 }
 
 // renew refreshes e's token or, failing that, logs in; it saves the result
@@ -176,11 +195,49 @@ func (c *Client) renew(ctx context.Context, store *cache.Cache, e *cache.Entry, 
 			return nil, err
 		}
 	}
+	if e != nil && e.LoginFailure != nil {
+		if err := c.coolingDown(e.LoginFailure); err != nil {
+			return nil, err
+		}
+	}
 	next, err := c.login(ctx, hc, p)
 	if err != nil {
+		c.recordFailure(store, id, e, err)
 		return nil, err
 	}
 	return c.save(store, id, next)
+}
+
+// coolingDown refuses a background caller a login within the cool-down
+// after a failed one, so that tools polling in the background cannot open a
+// browser tab per call.
+func (c *Client) coolingDown(f *cache.Failure) error {
+	o := &c.Options
+	left := f.At.Add(o.LoginCooldown).Sub(c.now())
+	if c.Interactive || o.ForceRefresh || o.LoginCooldown <= 0 || left <= 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: a browser login failed %s ago (%s); a background caller waits %s more before opening another. "+
+		"To log in now, run the command in a terminal or add --force-refresh",
+		ErrLoginCooldown, c.now().Sub(f.At).Round(time.Second), f.Reason, left.Round(time.Second))
+}
+
+// recordFailure notes a failed login in the cache entry for the processes
+// waiting behind it and for the cool-down. The refresh token, if any, is
+// dropped: the login was needed because it no longer works.
+func (c *Client) recordFailure(store *cache.Cache, id string, e *cache.Entry, err error) {
+	if store == nil {
+		return
+	}
+	var next cache.Entry
+	if e != nil {
+		next = *e
+	}
+	next.RefreshToken = ""
+	next.LoginFailure = &cache.Failure{At: c.now(), Reason: strings.Join(strings.Fields(err.Error()), " ")}
+	if err := store.Save(id, &next); err != nil {
+		c.logger().Debug("record failed login", "err", err)
+	}
 }
 
 // save stores e and returns the token it holds. A failed save is reported

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -36,13 +37,15 @@ type harness struct {
 	clock    *clock
 	dir      string
 	browsers atomic.Int32
+	// denials makes browser errors expected (the IdP refuses logins).
+	denials bool
 	wg       sync.WaitGroup
 	errs     chan error
 }
 
 func newHarness(t *testing.T, cfg idptest.Config) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: newClock(), dir: t.TempDir(), errs: make(chan error, 16)}
+	h := &harness{t: t, clock: newClock(), dir: t.TempDir(), errs: make(chan error, 16), denials: cfg.DenyAuthorization != ""}
 	cfg.Now = h.clock.Now
 	h.idp = idptest.NewServer(cfg)
 	t.Cleanup(func() {
@@ -81,7 +84,7 @@ func (h *harness) client(o Options) *Client {
 				// Like a real browser, it outlives the login's context.
 				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 				defer cancel()
-				if err := idptest.Browse(ctx, h.idp.Client(), url); err != nil && !strings.Contains(h.t.Name(), "Denied") {
+				if err := idptest.Browse(ctx, h.idp.Client(), url); err != nil && !h.denials {
 					h.errs <- err
 				}
 			}()
@@ -315,9 +318,120 @@ func TestLoginDenied(t *testing.T) {
 	if !errors.As(err, &ae) || ae.Code != "access_denied" {
 		t.Fatalf("err = %v, want *pkce.AuthError access_denied", err)
 	}
-	if len(h.snapshot()) > 1 { // the lock file may exist
-		t.Errorf("a denied login wrote the cache: %v", h.snapshot())
+	e := h.entry(o)
+	if e.IDToken != "" || e.RefreshToken != "" || e.LoginFailure == nil || !strings.Contains(e.LoginFailure.Reason, "access_denied") {
+		t.Errorf("entry after a denied login = %v, want only a failure record naming access_denied", e)
 	}
+}
+
+func TestLoginCooldown(t *testing.T) {
+	h := newHarness(t, idptest.Config{DenyAuthorization: "access_denied"})
+	o := h.options()
+	o.LoginCooldown = time.Minute
+	if _, err := h.token(o); err == nil {
+		t.Fatal("denied login succeeded")
+	}
+	h.idp.SetDeny("")
+	h.clock.Advance(30 * time.Second)
+
+	_, err := h.token(o)
+	if !errors.Is(err, ErrLoginCooldown) {
+		t.Fatalf("background call in the cool-down: err = %v, want ErrLoginCooldown", err)
+	}
+	if !strings.Contains(err.Error(), "--force-refresh") || !strings.Contains(err.Error(), "access_denied") {
+		t.Errorf("message does not say what happened and how to log in: %v", err)
+	}
+	if got := h.browsers.Load(); got != 1 {
+		t.Fatalf("browsers opened = %d, want 1", got)
+	}
+
+	c := h.client(o)
+	c.Interactive = true
+	if _, err := c.Token(t.Context()); err != nil {
+		t.Fatalf("a caller at a terminal was refused: %v", err)
+	}
+	if e := h.entry(o); e.LoginFailure != nil {
+		t.Error("a successful login kept the failure record")
+	}
+
+	// --force-refresh and the end of the cool-down also allow a login.
+	for _, tt := range []struct {
+		name    string
+		advance time.Duration
+		force   bool
+	}{{"force", 0, true}, {"expired", 61 * time.Second, false}} {
+		h.idp.SetDeny("access_denied")
+		h.idp.RevokeAll()
+		h.clock.Advance(2 * idptest.DefaultTokenLifetime)
+		if _, err := h.token(o); err == nil || errors.Is(err, ErrLoginCooldown) {
+			t.Fatalf("%s: want the denied login's error, got %v", tt.name, err)
+		}
+		h.idp.SetDeny("")
+		h.clock.Advance(tt.advance)
+		o2 := o
+		o2.ForceRefresh = tt.force
+		if _, err := h.token(o2); err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+}
+
+// TestWaitersShareAFailedLogin: a process waiting for the lock behind a
+// login that fails gives up at once with its reason, without a browser.
+func TestWaitersShareAFailedLogin(t *testing.T) {
+	h := newHarness(t, idptest.Config{DenyAuthorization: "access_denied"})
+	o := h.options()
+	o.LoginCooldown = -1 // only the waiting rule is under test
+
+	release := make(chan struct{})
+	inBrowser := make(chan struct{})
+	a := h.client(o)
+	follow := a.OpenBrowser
+	a.OpenBrowser = func(ctx context.Context, url string) error {
+		close(inBrowser)
+		<-release
+		return follow(ctx, url)
+	}
+	aErr := make(chan error, 1)
+	go func() { _, err := a.Token(t.Context()); aErr <- err }()
+	<-inBrowser
+
+	var logs syncBuffer
+	b := h.client(o)
+	b.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	bErr := make(chan error, 1)
+	go func() { _, err := b.Token(t.Context()); bErr <- err }()
+	for !strings.Contains(logs.String(), "waiting for another latchkey process") {
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+	if err := <-aErr; err == nil {
+		t.Fatal("denied login succeeded")
+	}
+	err := <-bErr
+	if !errors.Is(err, ErrLoginFailed) || !strings.Contains(err.Error(), "access_denied") {
+		t.Errorf("waiter: err = %v, want ErrLoginFailed with the reason", err)
+	}
+	if got := h.browsers.Load(); got != 1 {
+		t.Errorf("browsers opened = %d, want 1", got)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func TestStorageNone(t *testing.T) {

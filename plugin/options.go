@@ -54,6 +54,9 @@ type Options struct {
 	SkipOpenBrowser bool
 	// AuthTimeout bounds a browser login.
 	AuthTimeout time.Duration
+	// LoginCooldown is how long after a failed or abandoned browser login a
+	// background caller may not start another; zero or less disables it.
+	LoginCooldown time.Duration
 	// Verbose turns on debug logs on stderr.
 	Verbose bool
 }
@@ -62,8 +65,13 @@ type Options struct {
 // (kubelogin's --authentication-timeout-sec default).
 const DefaultAuthTimeout = 180 * time.Second
 
-// RegisterFlags defines the get-token flags on fs, storing into o.
+// DefaultLoginCooldown is the --login-cooldown-sec default.
+const DefaultLoginCooldown = 60 * time.Second
+
+// RegisterFlags defines the get-token flags on fs, storing into o. It sets
+// the flags' defaults in o.
 func (o *Options) RegisterFlags(fs *flag.FlagSet) {
+	o.LoginCooldown = DefaultLoginCooldown
 	fs.StringVar(&o.IssuerURL, "oidc-issuer-url", "", "issuer URL of the OpenID Connect provider (required)")
 	fs.StringVar(&o.ClientID, "oidc-client-id", "", "OAuth client ID (required)")
 	fs.StringVar(&o.ClientSecret, "oidc-client-secret", "", "OAuth client secret, for confidential clients")
@@ -119,6 +127,14 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 			return fmt.Errorf("want a positive number of seconds, got %q", s)
 		}
 		o.AuthTimeout = time.Duration(n) * time.Second
+		return nil
+	})
+	fs.Func("login-cooldown-sec", "after a failed or abandoned browser login, seconds during which background callers do not open another (default 60, 0 disables)", func(s string) error {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return fmt.Errorf("want a number of seconds, got %q", s)
+		}
+		o.LoginCooldown = time.Duration(n) * time.Second
 		return nil
 	})
 	// Accepted for kubeconfigs written for kubelogin: only the values

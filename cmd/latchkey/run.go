@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -90,7 +91,7 @@ func getToken(ctx context.Context, args []string, getenv func(string) string, st
 	if o.InsecureSkipTLSVerify {
 		log.Warn("--insecure-skip-tls-verify is set: the provider's TLS certificate is NOT verified, anyone on the network path can steal your tokens")
 	}
-	c := &plugin.Client{Options: o, Logger: log, Getenv: getenv, Stderr: stderr}
+	c := &plugin.Client{Options: o, Logger: log, Getenv: getenv, Stderr: stderr, Interactive: isTerminal(stderr)}
 	tok, err := c.Token(ctx)
 	if err != nil {
 		return fail(stderr, err)
@@ -143,4 +144,14 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	return nil
+}
+
+// isTerminal tells whether w is a character device, such as a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
