@@ -290,8 +290,9 @@ func (c *Client) oauth2Config(p *cache.Provider) *oauth2.Config {
 	}
 }
 
-// login runs the browser login and returns the new entry.
-func (c *Client) login(ctx context.Context, hc *http.Client, p *cache.Provider) (*cache.Entry, error) {
+// authCodeLogin runs the browser login (authorization code grant with PKCE
+// over a loopback redirect) and returns the new entry.
+func (c *Client) authCodeLogin(ctx context.Context, hc *http.Client, p *cache.Provider) (*cache.Entry, error) {
 	o := &c.Options
 	ctx, cancel := context.WithTimeout(ctx, c.authTimeout())
 	defer cancel()
