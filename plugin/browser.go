@@ -86,9 +86,10 @@ func (b *Browser) Argv(url string) ([]string, error) {
 		if p, err := b.lookPath("wslview"); err == nil {
 			return []string{p, url}, nil
 		}
-		// cmd.exe's start treats the first quoted argument as a window
-		// title, and & | < > ^ as operators: escape them with ^.
-		return []string{"cmd.exe", "/c", "start", `""`, escapeCmd(url)}, nil
+		// cmd.exe's start takes its first quoted argument as a window
+		// title: WSL quotes the empty argument as "". cmd.exe reads
+		// & | < > ^ as operators: escape them with ^.
+		return []string{"cmd.exe", "/c", "start", "", escapeCmd(url)}, nil
 	}
 	if b.getenv("DISPLAY") == "" && b.getenv("WAYLAND_DISPLAY") == "" && b.goos() == "linux" {
 		return nil, fmt.Errorf("%w: no display (DISPLAY and WAYLAND_DISPLAY are unset)", ErrNoBrowser)

@@ -61,6 +61,14 @@ type Client struct {
 	Interactive bool
 	// Logger receives progress and debug logs; nil discards them.
 	Logger *slog.Logger
+	// Stdin is where the person's typed input comes from (the pasted code of
+	// --grant-type authcode-keyboard); nil means no input is possible, and
+	// nothing is ever read. Set it only when a person is at a terminal
+	// (KUBERNETES_EXEC_INFO says interactive).
+	Stdin io.Reader
+	// After waits between the polls of a device login, like time.After; nil
+	// means time.After. Tests pair it with Now to poll without sleeping.
+	After func(time.Duration) <-chan time.Time
 }
 
 // Token is a token latchkey hands out, with what it came from.
@@ -248,6 +256,8 @@ func (c *Client) save(store *cache.Cache, id string, e *cache.Entry) (*Token, er
 		return nil, fmt.Errorf("provider returned a token that is already expired")
 	}
 	if store != nil {
+		k := c.Options.Key()
+		e.Key = &k
 		if err := store.Save(id, e); err != nil {
 			c.logger().Warn("could not save the token; the next call will have to log in again", "err", err)
 		}

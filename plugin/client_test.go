@@ -39,8 +39,8 @@ type harness struct {
 	browsers atomic.Int32
 	// denials makes browser errors expected (the IdP refuses logins).
 	denials bool
-	wg       sync.WaitGroup
-	errs     chan error
+	wg      sync.WaitGroup
+	errs    chan error
 }
 
 func newHarness(t *testing.T, cfg idptest.Config) *harness {

@@ -57,6 +57,9 @@ type Options struct {
 	// LoginCooldown is how long after a failed or abandoned browser login a
 	// background caller may not start another; zero or less disables it.
 	LoginCooldown time.Duration
+	// GrantType is how to log in: GrantAuto ("" too), GrantAuthCode,
+	// GrantAuthCodeKeyboard or GrantDeviceCode.
+	GrantType string
 	// Verbose turns on debug logs on stderr.
 	Verbose bool
 }
@@ -137,12 +140,13 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 		o.LoginCooldown = time.Duration(n) * time.Second
 		return nil
 	})
-	// Accepted for kubeconfigs written for kubelogin: only the values
-	// latchkey implements.
-	fs.Func("grant-type", "authorization grant: auto or authcode", func(s string) error {
-		if s != "auto" && s != "authcode" {
-			return fmt.Errorf("unsupported grant type %q (latchkey supports auto, authcode)", s)
+	// kubelogin's names; its password and client-credentials grants are
+	// refused.
+	fs.Func("grant-type", "how to log in: auto, authcode, authcode-keyboard or device-code (default auto)", func(s string) error {
+		if err := checkGrantType(s); err != nil {
+			return err
 		}
+		o.GrantType = s
 		return nil
 	})
 	fs.Func("oidc-pkce-method", "PKCE method: auto or S256 (latchkey always uses S256)", func(s string) error {
@@ -194,7 +198,23 @@ func (o *Options) Validate() error {
 	if o.RedirectURL != "" && len(o.ListenAddresses) > 0 {
 		return fmt.Errorf("%w: --oidc-redirect-url and --listen-address are exclusive (the redirect URL names the address)", ErrUsage)
 	}
+	if err := checkGrantType(o.GrantType); err != nil {
+		return fmt.Errorf("%w: --grant-type: %w", ErrUsage, err)
+	}
 	return nil
+}
+
+// checkGrantType accepts the grant types latchkey implements ("" is auto).
+func checkGrantType(s string) error {
+	switch s {
+	case "", GrantAuto, GrantAuthCode, GrantAuthCodeKeyboard, GrantDeviceCode:
+		return nil
+	case "password":
+		return errors.New(`grant type "password" is not supported: the resource owner password credentials grant must not be used (RFC 9700 §2.4); use auto, authcode, authcode-keyboard or device-code`)
+	case "client-credentials":
+		return errors.New(`grant type "client-credentials" is not supported: it authenticates a client, not a person, so it is not a user login; use auto, authcode, authcode-keyboard or device-code`)
+	}
+	return fmt.Errorf("unsupported grant type %q (want auto, authcode, authcode-keyboard or device-code)", s)
 }
 
 // Scopes returns the scopes to request: openid first, then the extra scopes

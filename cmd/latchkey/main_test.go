@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,7 +33,15 @@ import (
 const (
 	browserEnv   = "LATCHKEY_TEST_BROWSER_LOG" // file the browser appends a line to per run
 	browserCAEnv = "LATCHKEY_TEST_BROWSER_CA"  // CA file the browser trusts
-	stdoutMarker = "BROWSER-STDOUT-MARKER"
+	// browserModeEnv picks what the browser does with the login URL:
+	//   follow (or empty)  follow it to the loopback callback, as a person signed in at the IdP
+	//   deny               send the callback an access_denied error response, as an IdP whose user declined
+	//   abandon            nothing: the person closed the tab
+	//   hang               nothing, and stay running (stdout and stderr closed) until <log>.stop exists
+	browserModeEnv = "LATCHKEY_TEST_BROWSER_MODE"
+	// browserGateEnv, if set, names a file the browser waits for before it acts.
+	browserGateEnv = "LATCHKEY_TEST_BROWSER_GATE"
+	stdoutMarker   = "BROWSER-STDOUT-MARKER"
 )
 
 // bin is the latchkey binary built for these tests.
@@ -40,7 +49,7 @@ var bin string
 
 func TestMain(m *testing.M) {
 	if log := os.Getenv(browserEnv); log != "" {
-		os.Exit(browse(log, os.Getenv(browserCAEnv), os.Args[len(os.Args)-1]))
+		os.Exit(browse(log, os.Getenv(browserCAEnv), os.Getenv(browserModeEnv), os.Getenv(browserGateEnv), os.Args[len(os.Args)-1]))
 	}
 	dir, err := os.MkdirTemp("", "latchkey-test")
 	if err != nil {
@@ -58,26 +67,74 @@ func TestMain(m *testing.M) {
 }
 
 // browse plays a person already signed in at the IdP: it follows the login
-// URL to the loopback callback.
-func browse(log, caFile, url string) int {
+// URL to the loopback callback, or does what mode says (see browserModeEnv).
+func browse(log, caFile, mode, gate, rawURL string) int {
 	f, err := os.OpenFile(log, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 	if err == nil {
 		fmt.Fprintln(f, "opened")
 		f.Close()
 	}
 	fmt.Println(stdoutMarker) // must never reach latchkey's stdout
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if gate != "" && !waitFile(ctx, gate) {
+		fmt.Fprintln(os.Stderr, "browser: gate never opened")
+		return 1
+	}
 	pool := x509.NewCertPool()
 	if b, err := os.ReadFile(caFile); err == nil {
 		pool.AppendCertsFromPEM(b)
 	}
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := idptest.Browse(ctx, hc, url); err != nil {
+	switch mode {
+	case "", "follow":
+	case "abandon":
+		return 0
+	case "hang":
+		// Close the pipes latchkey's caller may wait on, then linger.
+		os.Stdout.Close()
+		os.Stderr.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		waitFile(ctx, log+".stop")
+		return 0
+	case "deny":
+		u, err := url.Parse(rawURL)
+		if err != nil {
+			return 1
+		}
+		cb, err := url.Parse(u.Query().Get("redirect_uri"))
+		if err != nil {
+			return 1
+		}
+		q := url.Values{"error": {"access_denied"}, "error_description": {"the user declined"}, "state": {u.Query().Get("state")}}
+		cb.RawQuery = q.Encode()
+		rawURL = cb.String()
+		_ = idptest.Browse(ctx, hc, rawURL) // the failure page is not 2xx
+		return 0
+	default:
+		fmt.Fprintf(os.Stderr, "browser: unknown mode %q\n", mode)
+		return 1
+	}
+	if err := idptest.Browse(ctx, hc, rawURL); err != nil {
 		fmt.Fprintln(os.Stderr, "browser:", err)
 		return 1
 	}
 	return 0
+}
+
+// waitFile waits for path to exist; false if ctx ends first.
+func waitFile(ctx context.Context, path string) bool {
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // env is one IdP, one cache directory and one browser log.
@@ -88,6 +145,9 @@ type env struct {
 	ca    string
 	blog  string
 	extra []string
+	// browser holds extra environment variables for the browser
+	// (browserModeEnv, browserGateEnv).
+	browser []string
 }
 
 func newEnv(t *testing.T, cfg idptest.Config) *env {
@@ -119,6 +179,7 @@ func (e *env) args() []string {
 
 func (e *env) environ(execInfo string) []string {
 	env := append(os.Environ(), browserEnv+"="+e.blog, browserCAEnv+"="+e.ca, "BROWSER=")
+	env = append(env, e.browser...)
 	if execInfo != "" {
 		env = append(env, plugin.ExecInfoEnv+"="+execInfo)
 	}

@@ -19,117 +19,79 @@ import (
 // version is stamped at release time with -ldflags "-X main.version=...".
 var version = ""
 
-const usage = `latchkey: OpenID Connect credentials for kubectl and other tools
+// cli is one invocation's environment.
+type cli struct {
+	getenv         func(string) string
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	// args are the command's arguments, for commands that echo them.
+	args []string
+}
 
-Usage:
-  latchkey get-token --oidc-issuer-url=URL --oidc-client-id=ID [flags]
-  latchkey version
+// command is a subcommand: its one-line summary, usage line, longer help
+// with examples, and how to run it.
+type command struct {
+	name, summary, usage, help string
+	// flags registers the command's flags and returns what runs after a
+	// successful parse.
+	flags func(c *cli, fs *flag.FlagSet) func(ctx context.Context) int
+}
 
-Commands:
-  get-token   print an ExecCredential for a kubeconfig exec stanza
-  version     print the version
-
-Run 'latchkey get-token --help' for its flags.
-`
+func commands() []command {
+	return []command{getTokenCommand, tokenCommand, setupCommand, statusCommand, logoutCommand, completionCommand(), versionCommand}
+}
 
 // run is the whole program but for process setup: it returns the exit code.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	c := &cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		c.usage(stderr)
 		return 2
 	}
 	switch args[0] {
-	case "get-token":
-		return getToken(ctx, args[1:], getenv, stdout, stderr)
-	case "version", "--version":
-		fmt.Fprintf(stdout, "latchkey %s %s %s/%s\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
-		return 0
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		if len(args) > 1 {
+			return run(ctx, []string{args[1], "--help"}, getenv, stdin, stdout, stderr)
+		}
+		c.usage(stdout)
 		return 0
+	case "--version":
+		args[0] = "version"
+	}
+	for _, cmd := range commands() {
+		if cmd.name == args[0] {
+			return c.run(ctx, cmd, args[1:])
+		}
 	}
 	fmt.Fprintf(stderr, "latchkey: unknown command %q (see latchkey help)\n", args[0])
 	return 2
 }
 
-const getTokenExamples = `
-Example kubeconfig user:
-  users:
-  - name: oidc
-    user:
-      exec:
-        apiVersion: client.authentication.k8s.io/v1
-        interactiveMode: IfAvailable
-        command: latchkey
-        args:
-        - get-token
-        - --oidc-issuer-url=https://issuer.example.com
-        - --oidc-client-id=kubernetes
-`
+func (c *cli) usage(w io.Writer) {
+	fmt.Fprint(w, "latchkey: OpenID Connect credentials for kubectl and other tools\n\nCommands:\n")
+	for _, cmd := range commands() {
+		fmt.Fprintf(w, "  %-11s %s\n", cmd.name, cmd.summary)
+	}
+	fmt.Fprint(w, "\nRun 'latchkey COMMAND --help' for a command's flags and examples.\n")
+}
 
-func getToken(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	var o plugin.Options
-	fs := flag.NewFlagSet("get-token", flag.ContinueOnError)
-	o.RegisterFlags(fs)
+// run parses args for cmd and runs it.
+func (c *cli) run(ctx context.Context, cmd command, args []string) int {
+	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
+	do := cmd.flags(c, fs)
+	c.args = args
 	switch err := parseFlags(fs, args); {
 	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprintf(stdout, "Usage: latchkey get-token --oidc-issuer-url=URL --oidc-client-id=ID [flags]\n\n"+
-			"Prints an ExecCredential with a token from the cache, a refresh, or a browser login.\n\nFlags:\n")
-		fs.SetOutput(stdout)
+		fmt.Fprintf(c.stdout, "Usage: latchkey %s\n\n%s\n\nFlags:\n", cmd.usage, cmd.summary)
+		fs.SetOutput(c.stdout)
 		fs.PrintDefaults()
-		fmt.Fprint(stdout, getTokenExamples)
+		fmt.Fprint(c.stdout, cmd.help)
 		return 0
 	case err != nil:
-		fmt.Fprintf(stderr, "latchkey get-token: %v (see latchkey get-token --help)\n", err)
+		fmt.Fprintf(c.stderr, "latchkey %s: %v (see latchkey %s --help)\n", cmd.name, err, cmd.name)
 		return 2
 	}
-	log := newLogger(stderr, o.Verbose)
-	req, err := plugin.ParseExecInfo(getenv(plugin.ExecInfoEnv))
-	if err != nil {
-		return fail(stderr, err)
-	}
-	if o.InsecureSkipTLSVerify {
-		log.Warn("--insecure-skip-tls-verify is set: the provider's TLS certificate is NOT verified, anyone on the network path can steal your tokens")
-	}
-	c := &plugin.Client{Options: o, Logger: log, Getenv: getenv, Stderr: stderr, Interactive: isTerminal(stderr)}
-	tok, err := c.Token(ctx)
-	if err != nil {
-		return fail(stderr, err)
-	}
-	if err := plugin.WriteExecCredential(stdout, req, tok.Value, tok.Expiry); err != nil {
-		return fail(stderr, err)
-	}
-	return 0
-}
-
-// fail prints err as one line and returns the exit code for it.
-func fail(stderr io.Writer, err error) int {
-	msg := strings.Join(strings.Fields(err.Error()), " ")
-	fmt.Fprintf(stderr, "latchkey: %s\n", msg)
-	if errors.Is(err, plugin.ErrUsage) {
-		return 2
-	}
-	return 1
-}
-
-func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
-}
-
-// newLogger returns a logger writing "latchkey: message key=value" lines to
-// w: info and above, or debug too when verbose.
-func newLogger(w io.Writer, verbose bool) *slog.Logger {
-	level := slog.LevelInfo
-	if verbose {
-		level = slog.LevelDebug
-	}
-	return slog.New(&lineHandler{mu: new(sync.Mutex), w: w, level: level})
+	return do(ctx)
 }
 
 // parseFlags parses args into fs without printing anything: errors come back
@@ -146,12 +108,70 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// client returns a plugin client for o wired to this invocation. The
+// person's input is read only when interactive says a person can type it.
+func (c *cli) client(o plugin.Options, interactive bool) *plugin.Client {
+	cl := &plugin.Client{
+		Options:     o,
+		Logger:      c.logger(o.Verbose),
+		Getenv:      c.getenv,
+		Stderr:      c.stderr,
+		Interactive: isTerminal(c.stderr),
+	}
+	if interactive {
+		cl.Stdin = c.stdin
+	}
+	return cl
+}
+
+// fail prints err as one line and returns the exit code for it.
+func (c *cli) fail(err error) int {
+	msg := strings.Join(strings.Fields(err.Error()), " ")
+	fmt.Fprintf(c.stderr, "latchkey: %s\n", msg)
+	if errors.Is(err, plugin.ErrUsage) {
+		return 2
+	}
+	return 1
+}
+
+// logger returns a logger writing "latchkey: message key=value" lines to
+// stderr: info and above, or debug too when verbose.
+func (c *cli) logger(verbose bool) *slog.Logger {
+	level := slog.LevelInfo
+	if verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(&lineHandler{mu: new(sync.Mutex), w: c.stderr, level: level})
+}
+
 // isTerminal tells whether w is a character device, such as a terminal.
-func isTerminal(w io.Writer) bool {
+func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
 	if !ok {
 		return false
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+var versionCommand = command{
+	name:    "version",
+	summary: "print the version, Go version and platform",
+	usage:   "version",
+	flags: func(c *cli, fs *flag.FlagSet) func(context.Context) int {
+		return func(context.Context) int {
+			fmt.Fprintf(c.stdout, "latchkey %s %s %s/%s\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			return 0
+		}
+	},
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
 }

@@ -1,0 +1,251 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/latchkey/latchkey/cache"
+	"github.com/latchkey/latchkey/plugin/idptest"
+)
+
+// flagsOf returns e.args() without the leading "get-token".
+func (e *env) flagsOf() []string { return e.args()[1:] }
+
+func (e *env) entry(k cache.Key) *cache.Entry {
+	e.t.Helper()
+	en, err := cache.Open(e.dir).Load(k.ID())
+	if err != nil {
+		e.t.Fatalf("load entry: %v", err)
+	}
+	return en
+}
+
+func TestTokenCommand(t *testing.T) {
+	e := newEnv(t, idptest.Config{})
+	accessKey := e.key()
+	accessKey.UseAccessToken = true
+
+	r := e.run("", append([]string{"token"}, e.flagsOf()...)...)
+	if r.code != 0 {
+		t.Fatalf("token: exit %d: %s", r.code, r.stderr)
+	}
+	en := e.entry(accessKey)
+	if r.stdout != en.AccessToken+"\n" {
+		t.Errorf("token printed %q, want the access token and a newline", r.stdout)
+	}
+
+	r = e.run("", append([]string{"token", "--output=header"}, e.flagsOf()...)...)
+	if r.stdout != "Authorization: Bearer "+en.AccessToken+"\n" {
+		t.Errorf("--output=header printed %q", r.stdout)
+	}
+
+	r = e.run("", append([]string{"token", "--output=json"}, e.flagsOf()...)...)
+	var j struct {
+		AccessToken string    `json:"access_token"`
+		IDToken     string    `json:"id_token"`
+		TokenType   string    `json:"token_type"`
+		Expiry      time.Time `json:"expiry"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &j); err != nil {
+		t.Fatalf("--output=json printed %q: %v", r.stdout, err)
+	}
+	if j.AccessToken != en.AccessToken || j.IDToken != en.IDToken || j.TokenType != "Bearer" || !j.Expiry.Equal(en.Expiry.Truncate(0)) {
+		t.Errorf("--output=json = %+v", j)
+	}
+
+	// The ID token is get-token's entry: no second login.
+	if r := e.run("", e.args()...); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	r = e.run("", append([]string{"token", "--id-token"}, e.flagsOf()...)...)
+	if r.stdout != e.entry(e.key()).IDToken+"\n" {
+		t.Errorf("--id-token printed %q", r.stdout)
+	}
+	if got := e.browsersOpened(); got != 2 {
+		t.Errorf("browsers opened = %d, want 2 (one per token kind)", got)
+	}
+
+	if r := e.run("", append([]string{"token", "--output=yaml"}, e.flagsOf()...)...); r.code == 0 || r.stdout != "" {
+		t.Errorf("--output=yaml: exit %d, stdout %q", r.code, r.stdout)
+	}
+}
+
+func TestStatusCommand(t *testing.T) {
+	e := newEnv(t, idptest.Config{})
+	if r := e.run("", e.args()...); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	en := e.entry(e.key())
+	r := e.run("", "status", "--token-cache-dir="+e.dir)
+	if r.code != 0 {
+		t.Fatalf("status: exit %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{e.idp.URL, idptest.DefaultClientID, idptest.DefaultSubject, "openid,email,groups", "yes", e.key().ID()} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = e.run("", "status", "--json", "--token-cache-dir="+e.dir)
+	var st []status
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, r.stdout)
+	}
+	if len(st) != 1 || st[0].Subject != idptest.DefaultSubject || st[0].Email != idptest.DefaultEmail || !st[0].RefreshToken ||
+		st[0].IDTokenExpiry == nil || !st[0].IDTokenExpiry.Equal(en.IDTokenExpiry) {
+		t.Errorf("status --json = %+v", st)
+	}
+	for _, secret := range []string{en.IDToken, en.AccessToken, en.RefreshToken} {
+		if strings.Contains(r.stdout+r.stderr, secret) {
+			t.Error("status printed a token")
+		}
+	}
+}
+
+func TestLogoutCommand(t *testing.T) {
+	var failRevoke atomic.Bool
+	e := newEnv(t, idptest.Config{Intercept: func(w http.ResponseWriter, r *http.Request) bool {
+		if failRevoke.Load() && r.URL.Path == idptest.RevocationPath {
+			http.Error(w, "down", http.StatusBadGateway)
+			return true
+		}
+		return false
+	}})
+	if r := e.run("", e.args()...); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	path := cache.Open(e.dir).Path(e.key().ID())
+	r := e.run("", append([]string{"logout"}, e.flagsOf()...)...)
+	if r.code != 0 || !strings.Contains(r.stderr, "revoked the refresh token and access token") {
+		t.Errorf("logout: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if got := e.idp.Counts().Revocation; got != 2 {
+		t.Errorf("revocation requests = %d, want 2", got)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("entry still there after logout: %v", err)
+	}
+
+	// A failed revocation still removes the entry, and says so.
+	if r := e.run("", e.args()...); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	failRevoke.Store(true)
+	r = e.run("", "logout", "--all", "--token-cache-dir="+e.dir, "--certificate-authority="+e.ca)
+	if r.code == 0 || !strings.Contains(r.stderr, "revocation failed") || strings.Count(r.stderr, "\n") != 1 {
+		t.Errorf("logout --all with a failing revocation: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("entry still there after a failed revocation: %v", err)
+	}
+	if r := e.run("", append([]string{"logout"}, e.flagsOf()...)...); r.code != 0 || !strings.Contains(r.stderr, "not logged in") {
+		t.Errorf("logout when logged out: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+func TestSetupWritesKubeconfig(t *testing.T) {
+	e := newEnv(t, idptest.Config{})
+	kc := filepath.Join(t.TempDir(), "config")
+	orig := `# my clusters
+apiVersion: v1
+kind: Config
+clusters:
+- name: prod # the real one
+  cluster:
+    server: https://prod.example.com
+users:
+- name: admin
+  user:
+    token: static-admin-token
+current-context: ""
+`
+	if err := os.WriteFile(kc, []byte(orig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"setup"}, e.flagsOf()...)
+	args = append(args, "--kubeconfig", kc, "--user=oidc", "-v")
+	r := e.run("", args...)
+	if r.code != 0 {
+		t.Fatalf("setup: exit %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{"subject:  " + idptest.DefaultSubject, "groups:   admins", "kubectl config set-credentials oidc", "--oidc-issuer-url=" + e.idp.URL} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("setup output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	out, _ := os.ReadFile(kc)
+	for _, want := range []string{"# my clusters", "# the real one", "static-admin-token"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("kubeconfig lost %q:\n%s", want, out)
+		}
+	}
+	if bak, _ := os.ReadFile(kc + ".bak"); string(bak) != orig {
+		t.Errorf("backup = %q, want the original", bak)
+	}
+	// client-go reads the result and finds the exec user.
+	cfg, err := clientcmd.LoadFromFile(kc)
+	if err != nil {
+		t.Fatalf("client-go cannot load the kubeconfig: %v\n%s", err, out)
+	}
+	u := cfg.AuthInfos["oidc"]
+	if u == nil || u.Exec == nil {
+		t.Fatalf("no exec user oidc in:\n%s", out)
+	}
+	if u.Exec.APIVersion != "client.authentication.k8s.io/v1" || u.Exec.InteractiveMode != "IfAvailable" {
+		t.Errorf("exec = %+v", u.Exec)
+	}
+	wantArgs := append([]string{"get-token"}, e.flagsOf()...)
+	if !slices.Equal(u.Exec.Args, wantArgs) {
+		t.Errorf("args = %q, want %q (setup's own flags and -v dropped)", u.Exec.Args, wantArgs)
+	}
+	if cfg.AuthInfos["admin"] == nil || cfg.AuthInfos["admin"].Token != "static-admin-token" {
+		t.Error("the other user was lost")
+	}
+	// Running it again replaces the user rather than adding another.
+	if r := e.run("", args...); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	again, _ := os.ReadFile(kc)
+	if strings.Count(string(again), "name: oidc") != 1 {
+		t.Errorf("second setup duplicated the user:\n%s", again)
+	}
+	if got := e.browsersOpened(); got != 1 {
+		t.Errorf("browsers opened = %d, want 1", got)
+	}
+}
+
+func TestCompletion(t *testing.T) {
+	e := &env{t: t}
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		r := e.run("", "completion", "--shell="+sh)
+		if r.code != 0 {
+			t.Fatalf("%s: exit %d: %s", sh, r.code, r.stderr)
+		}
+		for _, want := range []string{"get-token", "--oidc-issuer-url", "logout", "--all"} {
+			if !strings.Contains(r.stdout, strings.TrimPrefix(want, "--")) {
+				t.Errorf("%s completion lacks %s", sh, want)
+			}
+		}
+		if sh == "bash" {
+			if bash, err := exec.LookPath("bash"); err == nil {
+				cmd := exec.Command(bash, "-n")
+				cmd.Stdin = strings.NewReader(r.stdout)
+				if out, err := cmd.CombinedOutput(); err != nil {
+					t.Errorf("bash -n: %v: %s", err, out)
+				}
+			}
+		}
+	}
+	if r := e.run("", "completion", "--shell=tcsh"); r.code == 0 {
+		t.Error("unknown shell accepted")
+	}
+}

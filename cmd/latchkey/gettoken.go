@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"flag"
+
+	"github.com/latchkey/latchkey/plugin"
+)
+
+var getTokenCommand = command{
+	name:    "get-token",
+	summary: "print an ExecCredential for a kubeconfig exec stanza",
+	usage:   "get-token --oidc-issuer-url=URL --oidc-client-id=ID [flags]",
+	help: `
+The token comes from the cache when it has more than 10 seconds left, else from
+a refresh, else from a browser login. Stdout carries only the ExecCredential.
+
+Example kubeconfig user:
+  users:
+  - name: oidc
+    user:
+      exec:
+        apiVersion: client.authentication.k8s.io/v1
+        interactiveMode: IfAvailable
+        command: latchkey
+        args:
+        - get-token
+        - --oidc-issuer-url=https://issuer.example.com
+        - --oidc-client-id=kubernetes
+        - --oidc-extra-scope=email,groups
+`,
+	flags: func(c *cli, fs *flag.FlagSet) func(context.Context) int {
+		var o plugin.Options
+		o.RegisterFlags(fs)
+		return func(ctx context.Context) int {
+			req, err := plugin.ParseExecInfo(c.getenv(plugin.ExecInfoEnv))
+			if err != nil {
+				return c.fail(err)
+			}
+			// KUBERNETES_EXEC_INFO says whether stdin is the person's; run
+			// by hand (no exec info), it is when it is a terminal.
+			interactive := req.Spec.Interactive
+			if c.getenv(plugin.ExecInfoEnv) == "" {
+				interactive = isTerminal(c.stdin)
+			}
+			tok, err := c.token(ctx, o, interactive)
+			if err != nil {
+				return c.fail(err)
+			}
+			if err := plugin.WriteExecCredential(c.stdout, req, tok.Value, tok.Expiry); err != nil {
+				return c.fail(err)
+			}
+			return 0
+		}
+	},
+}
+
+// token gets a token for o, warning first about insecure options.
+func (c *cli) token(ctx context.Context, o plugin.Options, interactive bool) (*plugin.Token, error) {
+	cl := c.client(o, interactive)
+	if o.InsecureSkipTLSVerify {
+		cl.Logger.Warn("--insecure-skip-tls-verify is set: the provider's TLS certificate is NOT verified; anyone on the network path can steal your tokens")
+	}
+	return cl.Token(ctx)
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/latchkey/latchkey/plugin"
+)
+
+var setupCommand = command{
+	name:    "setup",
+	summary: "log in, show what the API server will see, and print (or write) the kubeconfig user",
+	usage:   "setup --oidc-issuer-url=URL --oidc-client-id=ID [get-token flags] [--kubeconfig=FILE --user=NAME]",
+	help: `
+Runs a real login (or uses the cache), prints the ID token's claims, the
+kube-apiserver flags that accept them, a kubeconfig users entry and the
+equivalent kubectl command. With --kubeconfig and --user it writes the entry
+itself, keeping the rest of the file (comments too) and a .bak copy.
+
+Examples:
+  latchkey setup --oidc-issuer-url=https://dex.example.com --oidc-client-id=kubernetes --oidc-extra-scope=email,groups
+  latchkey setup ... --kubeconfig=$HOME/.kube/config --user=oidc
+`,
+	flags: func(c *cli, fs *flag.FlagSet) func(context.Context) int {
+		var o plugin.Options
+		o.RegisterFlags(fs)
+		kubeconfig := fs.String("kubeconfig", "", "kubeconfig file to write the user entry into")
+		user := fs.String("user", "oidc", "name of the kubeconfig user")
+		return func(ctx context.Context) int {
+			tok, err := c.token(ctx, o, isTerminal(c.stdin))
+			if err != nil {
+				return c.fail(err)
+			}
+			args := append([]string{"get-token"}, reusableArgs(fs, c.args)...)
+			self := "latchkey"
+			if exe, err := os.Executable(); err == nil && !onPath(exe) {
+				self = exe
+			}
+			u := execUser{Exec: execConfig{
+				APIVersion:      plugin.APIVersionV1,
+				Command:         self,
+				Args:            args,
+				InteractiveMode: "IfAvailable",
+				InstallHint:     "Install latchkey: go install github.com/latchkey/latchkey/cmd/latchkey@latest",
+			}}
+			c.printSetup(c.stdout, &o, tok, *user, u)
+			if *kubeconfig != "" {
+				if err := setKubeconfigUser(*kubeconfig, *user, u); err != nil {
+					return c.fail(err)
+				}
+				fmt.Fprintf(c.stdout, "\nWrote user %q to %s (previous version in %s.bak).\n", *user, *kubeconfig, *kubeconfig)
+			}
+			return 0
+		}
+	},
+}
+
+func (c *cli) printSetup(w io.Writer, o *plugin.Options, tok *plugin.Token, name string, u execUser) {
+	fmt.Fprintln(w, "## Logged in")
+	if cl, err := plugin.ParseClaims(tok.Entry.IDToken); err == nil {
+		fmt.Fprintf(w, "  issuer:   %s\n  subject:  %s\n", cl.Issuer, cl.Subject)
+		if cl.Email != "" {
+			fmt.Fprintf(w, "  email:    %s (verified: %t)\n", cl.Email, cl.EmailVerified)
+		}
+		if len(cl.Groups) > 0 {
+			fmt.Fprintf(w, "  groups:   %s\n", strings.Join(cl.Groups, ", "))
+		}
+		fmt.Fprintf(w, "  expires:  %s (in %s)\n", cl.Expiry.Format(time.RFC3339), time.Until(cl.Expiry).Round(time.Second))
+	}
+	fmt.Fprintf(w, "\n## kube-apiserver flags that accept these tokens\n  --oidc-issuer-url=%s\n  --oidc-client-id=%s\n  --oidc-username-claim=email\n  --oidc-groups-claim=groups\n", o.IssuerURL, o.ClientID)
+	fmt.Fprintln(w, "\n## kubeconfig user")
+	b, err := encodeUser(name, u)
+	if err == nil {
+		w.Write(b)
+	}
+	fmt.Fprintln(w, "\n## or run")
+	cmd := []string{"kubectl config set-credentials " + shQuote(name),
+		"--exec-api-version=" + u.Exec.APIVersion, "--exec-interactive-mode=" + u.Exec.InteractiveMode,
+		"--exec-command=" + shQuote(u.Exec.Command)}
+	for _, a := range u.Exec.Args {
+		cmd = append(cmd, "--exec-arg="+shQuote(a))
+	}
+	fmt.Fprintf(w, "  %s\n", strings.Join(cmd, " \\\n    "))
+}
+
+func encodeUser(name string, u execUser) ([]byte, error) {
+	doc, err := withUser([]byte("users: []\n"), name, u)
+	if err != nil {
+		return nil, err
+	}
+	return doc, nil
+}
+
+// reusableArgs returns the flags of args that belong in a kubeconfig: all
+// but setup's own and one-off ones, each as --name=value.
+func reusableArgs(fs *flag.FlagSet, args []string) []string {
+	skip := map[string]bool{"kubeconfig": true, "user": true, "force-refresh": true, "v": true}
+	var out []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || !strings.HasPrefix(a, "-") {
+			break
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := fs.Lookup(name)
+		if f == nil {
+			continue
+		}
+		isBool := false
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			isBool = true
+		}
+		if !hasVal && !isBool && i+1 < len(args) {
+			i++
+			val, hasVal = args[i], true
+		}
+		if skip[name] {
+			continue
+		}
+		if hasVal {
+			out = append(out, "--"+name+"="+val)
+		} else {
+			out = append(out, "--"+name)
+		}
+	}
+	return out
+}
+
+// onPath tells whether exe is what "latchkey" resolves to on $PATH.
+func onPath(exe string) bool {
+	for _, dir := range strings.Split(os.Getenv("PATH"), string(os.PathListSeparator)) {
+		if dir != "" && sameFile(dir+string(os.PathSeparator)+"latchkey", exe) {
+			return true
+		}
+	}
+	return false
+}
+
+func sameFile(a, b string) bool {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
+}
+
+// shQuote quotes s for a POSIX shell when it needs it.
+func shQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_=/.,:@%+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

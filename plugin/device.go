@@ -1,0 +1,246 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/latchkey/latchkey/cache"
+)
+
+// ErrDeviceDenied reports that the person declined the device authorization
+// request (access_denied, RFC 8628 §3.5).
+var ErrDeviceDenied = errors.New("device login denied")
+
+// ErrDeviceExpired reports that the device code expired before the person
+// approved the request (expired_token, or its expires_in passed; RFC 8628
+// §3.5).
+var ErrDeviceExpired = errors.New("device code expired")
+
+// errDeviceNotAllowed marks a device authorization request refused because
+// this client may not use the grant (RFC 6749 §5.2 unauthorized_client or
+// unsupported_grant_type), although the provider advertises it: nothing was
+// shown to the person yet, so an automatic choice can fall back to another
+// grant.
+var errDeviceNotAllowed = errors.New("the client may not use the device authorization grant")
+
+// deviceCodeGrantType is the grant_type of the device access token request
+// (RFC 8628 §3.4).
+const deviceCodeGrantType = "urn:ietf:params:oauth:grant-type:device_code"
+
+// defaultDeviceInterval is the polling interval when the provider gives none
+// (RFC 8628 §3.2).
+const defaultDeviceInterval = 5 * time.Second
+
+// slowDownStep is what each slow_down adds to the polling interval, for the
+// rest of the login (RFC 8628 §3.5).
+const slowDownStep = 5 * time.Second
+
+// maxPollFailures is how many polls in a row may fail without an OAuth error
+// response (a network error, a 5xx) before the device login gives up.
+const maxPollFailures = 3
+
+// deviceAuthResponse is a device authorization response (RFC 8628 §3.2).
+type deviceAuthResponse struct {
+	DeviceCode              string          `json:"device_code"`
+	UserCode                string          `json:"user_code"`
+	VerificationURI         string          `json:"verification_uri"`
+	VerificationURIComplete string          `json:"verification_uri_complete"`
+	ExpiresIn               json.RawMessage `json:"expires_in"`
+	Interval                json.RawMessage `json:"interval"`
+	// VerificationURL is Google's name for verification_uri.
+	VerificationURL string `json:"verification_url"`
+}
+
+// deviceLogin runs the device authorization grant (RFC 8628): it asks the
+// provider for a device code, shows the person where to enter the user
+// code, and polls the token endpoint until the person approves or declines,
+// the code expires, or the authentication timeout passes. The ID token of a
+// device grant carries no nonce; its signature, issuer, audience and expiry
+// are verified.
+func (c *Client) deviceLogin(ctx context.Context, hc *http.Client, p *cache.Provider) (*cache.Entry, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.authTimeout())
+	defer cancel()
+	cfg := c.oauth2Config(p)
+	da, err := c.deviceAuthorization(ctx, hc, cfg, p.DeviceAuthorizationEndpoint)
+	if err != nil {
+		return nil, fmt.Errorf("log in: %w", err)
+	}
+	start := c.now()
+	var deadline time.Time
+	if d, ok := expiresIn(da.ExpiresIn); ok {
+		deadline = start.Add(d)
+	}
+	interval := defaultDeviceInterval
+	if d, ok := expiresIn(da.Interval); ok {
+		interval = d
+	}
+	c.showDeviceCode(ctx, da)
+
+	form := url.Values{
+		"grant_type":  {deviceCodeGrantType},
+		"device_code": {da.DeviceCode},
+	}
+	failures := 0
+	for {
+		// RFC 8628 §3.4: wait the interval before every poll, the first too.
+		if err := c.sleep(ctx, interval); err != nil {
+			return nil, c.deviceTimeout(err)
+		}
+		if !deadline.IsZero() && !c.now().Before(deadline) {
+			return nil, fmt.Errorf("log in: %w: the code was not entered within %s; run the command again for a new one",
+				ErrDeviceExpired, deadline.Sub(start))
+		}
+		r, err := postToken(ctx, hc, cfg, form, c.now())
+		if err == nil {
+			c.logger().Debug("device login approved")
+			return c.entry(ctx, hc, p, r, "", nil)
+		}
+		if ctx.Err() != nil {
+			return nil, c.deviceTimeout(ctx.Err())
+		}
+		var re *oauth2.RetrieveError
+		if !errors.As(err, &re) {
+			// RFC 8628 §3.5: after a connection timeout, poll less often.
+			if failures++; failures >= maxPollFailures {
+				return nil, fmt.Errorf("log in: poll for the device login: %w", err)
+			}
+			interval *= 2
+			c.logger().Warn("polling for the device login failed; retrying", "err", err, "interval", interval)
+			continue
+		}
+		failures = 0
+		switch re.ErrorCode {
+		case "authorization_pending":
+		case "slow_down":
+			interval += slowDownStep
+			c.logger().Debug("provider asked to poll more slowly", "interval", interval)
+		case "access_denied":
+			return nil, fmt.Errorf("log in: %w: the request was declined at the provider", ErrDeviceDenied)
+		case "expired_token":
+			return nil, fmt.Errorf("log in: %w: the code was not entered in time; run the command again for a new one", ErrDeviceExpired)
+		default:
+			return nil, fmt.Errorf("log in: poll for the device login: %w", err)
+		}
+	}
+}
+
+// deviceTimeout describes the end of a device login's context.
+func (c *Client) deviceTimeout(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("log in: the device login was not approved within %s: %w", c.authTimeout(), err)
+	}
+	return fmt.Errorf("log in: %w", err)
+}
+
+// deviceAuthorization sends the device authorization request (RFC 8628
+// §3.1) with the client's scopes and Options.AuthParams (Auth0 needs
+// audience here too). Confidential clients authenticate with HTTP Basic
+// (RFC 6749 §2.3.1), public ones send client_id. An error response is an
+// *oauth2.RetrieveError.
+func (c *Client) deviceAuthorization(ctx context.Context, hc *http.Client, cfg *oauth2.Config, endpoint string) (*deviceAuthResponse, error) {
+	form := url.Values{}
+	for _, k := range sortedKeys(c.Options.AuthParams) {
+		form.Set(k, c.Options.AuthParams[k])
+	}
+	form.Set("client_id", cfg.ClientID)
+	form.Set("scope", strings.Join(cfg.Scopes, " "))
+	form.Del("client_secret")
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("device authorization request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if cfg.ClientSecret != "" {
+		req.SetBasicAuth(url.QueryEscape(cfg.ClientID), url.QueryEscape(cfg.ClientSecret))
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("device authorization request: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponseBytes))
+	if err != nil {
+		return nil, fmt.Errorf("device authorization request: read response: %w", err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		var e struct {
+			Code        string `json:"error"`
+			Description string `json:"error_description"`
+			URI         string `json:"error_uri"`
+		}
+		if json.Unmarshal(body, &e) != nil || e.Code == "" {
+			return nil, fmt.Errorf("device authorization request: %s from %s", resp.Status, endpoint)
+		}
+		re := &oauth2.RetrieveError{Response: resp, ErrorCode: e.Code, ErrorDescription: e.Description, ErrorURI: e.URI}
+		if e.Code == "unauthorized_client" || e.Code == "unsupported_grant_type" {
+			return nil, fmt.Errorf("device authorization request: %w: %w", errDeviceNotAllowed, re)
+		}
+		return nil, fmt.Errorf("device authorization request: %w", re)
+	}
+	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct != "" && ct != "application/json" {
+		return nil, fmt.Errorf("device authorization request: response is %s, not JSON", ct)
+	}
+	var da deviceAuthResponse
+	if err := json.Unmarshal(body, &da); err != nil {
+		return nil, fmt.Errorf("device authorization request: decode response: %v", err)
+	}
+	if da.VerificationURI == "" {
+		da.VerificationURI = da.VerificationURL
+	}
+	if da.DeviceCode == "" || da.UserCode == "" || da.VerificationURI == "" {
+		return nil, errors.New("device authorization request: response lacks device_code, user_code or verification_uri")
+	}
+	return &da, nil
+}
+
+// showDeviceCode tells the person where to enter the user code (RFC 8628
+// §3.3, §3.3.1). With --grant-type device-code and a browser at hand, it
+// also opens verification_uri_complete (or verification_uri), where the
+// person still confirms the code.
+func (c *Client) showDeviceCode(ctx context.Context, da *deviceAuthResponse) {
+	w := c.stderr()
+	fmt.Fprintf(w, "latchkey: to log in, visit this URL on any device:\n\n    %s\n\nand enter the code:\n\n    %s\n\n",
+		da.VerificationURI, da.UserCode)
+	if da.VerificationURIComplete != "" && da.VerificationURIComplete != da.VerificationURI {
+		fmt.Fprintf(w, "or open this URL, which fills the code in for you (check that the page shows the same code):\n\n    %s\n\n",
+			da.VerificationURIComplete)
+	}
+	if c.Options.GrantType != GrantDeviceCode || c.Options.SkipOpenBrowser {
+		return
+	}
+	if ok, _ := c.browserAvailable(); !ok {
+		return
+	}
+	u := da.VerificationURIComplete
+	if u == "" {
+		u = da.VerificationURI
+	}
+	if err := c.openBrowser(ctx, u); err != nil {
+		c.logger().Debug("could not open the verification page", "err", err)
+	}
+}
+
+// sleep waits d on Client.After, or until ctx is done.
+func (c *Client) sleep(ctx context.Context, d time.Duration) error {
+	after := c.After
+	if after == nil {
+		after = time.After
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-after(d):
+		return nil
+	}
+}

@@ -1,0 +1,689 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/latchkey/latchkey/cache"
+	"github.com/latchkey/latchkey/pkce"
+	"github.com/latchkey/latchkey/plugin/idptest"
+)
+
+// stderrBuffer is a bytes.Buffer safe for concurrent use: the client writes
+// to it while the test's person reads it.
+type stderrBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *stderrBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *stderrBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// sleeper is Client.After on the harness clock: every wait returns at once
+// after advancing the clock by the duration asked for, and is recorded.
+// onWait, if set, runs before wait n (from 1) returns: the person acting
+// while the client sleeps.
+type sleeper struct {
+	clock  *clock
+	waits  []time.Duration
+	onWait func(n int)
+}
+
+func (s *sleeper) After(d time.Duration) <-chan time.Time {
+	s.waits = append(s.waits, d)
+	s.clock.Advance(d)
+	if s.onWait != nil {
+		s.onWait(len(s.waits))
+	}
+	ch := make(chan time.Time, 1)
+	ch <- s.clock.Now()
+	return ch
+}
+
+// sshEnv is the environment of an SSH session on a machine without a display.
+func sshEnv(k string) string {
+	if k == "SSH_CONNECTION" {
+		return "192.0.2.1 50000 192.0.2.2 22"
+	}
+	return ""
+}
+
+// headless returns a client for a person logged in over SSH: no browser,
+// stderr captured, polling on the harness clock.
+func (h *harness) headless(o Options) (*Client, *stderrBuffer, *sleeper) {
+	stderr := &stderrBuffer{}
+	s := &sleeper{clock: h.clock}
+	return &Client{
+		Options:    o,
+		HTTPClient: h.idp.Client(),
+		Now:        h.clock.Now,
+		Getenv:     sshEnv,
+		Stderr:     stderr,
+		After:      s.After,
+	}, stderr, s
+}
+
+func (h *harness) run(c *Client) (*Token, error) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(h.t.Context(), 20*time.Second)
+	defer cancel()
+	return c.Token(ctx)
+}
+
+var userCodeRE = regexp.MustCompile(`\b[B-Z]{4}-[B-Z]{4}\b`)
+
+// userCode returns the user code the client showed on stderr.
+func userCode(t *testing.T, stderr *stderrBuffer) string {
+	t.Helper()
+	code := userCodeRE.FindString(stderr.String())
+	if code == "" {
+		t.Fatalf("no user code on stderr:\n%s", stderr)
+	}
+	return code
+}
+
+func secs(n ...int) []time.Duration {
+	d := make([]time.Duration, len(n))
+	for i, v := range n {
+		d[i] = time.Duration(v) * time.Second
+	}
+	return d
+}
+
+func TestDeviceLoginPendingThenApproved(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	o := h.options()
+	o.GrantType = GrantDeviceCode
+	c, stderr, s := h.headless(o)
+	s.onWait = func(n int) {
+		if n == 3 {
+			if err := h.idp.Approve(userCode(t, stderr)); err != nil {
+				t.Errorf("approve: %v", err)
+			}
+		}
+	}
+	tok, err := h.run(c)
+	if err != nil {
+		t.Fatalf("Token: %v", err)
+	}
+	if diff := cmp.Diff(secs(5, 5, 5), s.waits); diff != "" {
+		t.Errorf("waits before polls (-want +got):\n%s", diff)
+	}
+	counts := h.idp.Counts()
+	if counts.Device != 1 || counts.DevicePoll != 3 || counts.Authorize != 0 {
+		t.Errorf("device requests/polls/authorize = %d/%d/%d, want 1/3/0", counts.Device, counts.DevicePoll, counts.Authorize)
+	}
+	out := stderr.String()
+	for _, want := range []string{h.idp.URL + idptest.DeviceVerifyPath, h.idp.URL + idptest.DeviceVerifyPath + "?user_code="} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, out)
+		}
+	}
+	last := h.idp.LastToken()
+	if got := last.Get("grant_type"); got != "urn:ietf:params:oauth:grant-type:device_code" {
+		t.Errorf("grant_type = %q", got)
+	}
+	if last.Get("client_id") != idptest.DefaultClientID || last.Get("device_code") == "" {
+		t.Errorf("poll lacks client_id or device_code: %v", last)
+	}
+	e := h.entry(o)
+	if tok.Value != e.IDToken || e.RefreshToken == "" || e.LoginFailure != nil {
+		t.Error("the device login's tokens were not cached")
+	}
+}
+
+func TestDeviceLoginAutoApproveOnePoll(t *testing.T) {
+	h := newHarness(t, idptest.Config{DeviceAutoApprove: true, DeviceInterval: 2 * time.Second, ClientSecret: "s3cret"})
+	o := h.options()
+	o.GrantType = GrantDeviceCode
+	o.ClientSecret = "s3cret"
+	c, _, s := h.headless(o)
+	if _, err := h.run(c); err != nil {
+		t.Fatalf("Token: %v", err)
+	}
+	if diff := cmp.Diff(secs(2), s.waits); diff != "" {
+		t.Errorf("waits (-want +got):\n%s", diff)
+	}
+	if got := h.idp.Counts().DevicePoll; got != 1 {
+		t.Errorf("polls = %d, want 1", got)
+	}
+}
+
+// TestDeviceLoginSlowDown checks that slow_down adds 5 s to the interval
+// for the rest of the login (RFC 8628 §3.5).
+func TestDeviceLoginSlowDown(t *testing.T) {
+	var mu sync.Mutex
+	slowDowns := 0
+	h := newHarness(t, idptest.Config{Intercept: func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != idptest.TokenPath || r.ParseForm() != nil || r.PostForm.Get("device_code") == "" {
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if slowDowns > 0 {
+			return false
+		}
+		slowDowns++
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"error":"slow_down"}`)
+		return true
+	}})
+	o := h.options()
+	o.GrantType = GrantDeviceCode
+	c, stderr, s := h.headless(o)
+	s.onWait = func(n int) {
+		if n == 4 {
+			if err := h.idp.Approve(userCode(t, stderr)); err != nil {
+				t.Errorf("approve: %v", err)
+			}
+		}
+	}
+	if _, err := h.run(c); err != nil {
+		t.Fatalf("Token: %v", err)
+	}
+	if diff := cmp.Diff(secs(5, 10, 10, 10), s.waits); diff != "" {
+		t.Errorf("waits (-want +got):\n%s", diff)
+	}
+	if got := h.idp.Counts().DevicePoll; got != 3 {
+		t.Errorf("polls reaching the IdP = %d, want 3 (besides the slowed-down one)", got)
+	}
+}
+
+func TestDeviceLoginDenied(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	o := h.options()
+	o.GrantType = GrantDeviceCode
+	c, stderr, s := h.headless(o)
+	s.onWait = func(n int) {
+		if n == 2 {
+			if err := h.idp.Deny(userCode(t, stderr)); err != nil {
+				t.Errorf("deny: %v", err)
+			}
+		}
+	}
+	_, err := h.run(c)
+	if !errors.Is(err, ErrDeviceDenied) {
+		t.Fatalf("Token error = %v, want ErrDeviceDenied", err)
+	}
+	if got := h.idp.Counts().DevicePoll; got != 2 {
+		t.Errorf("polls = %d, want 2 (none after access_denied)", got)
+	}
+	if e := h.entry(o); e.LoginFailure == nil {
+		t.Error("the denied login was not recorded for the cool-down")
+	}
+}
+
+func TestDeviceLoginExpiredToken(t *testing.T) {
+	h := newHarness(t, idptest.Config{DenyAuthorization: "expired_token"})
+	o := h.options()
+	o.GrantType = GrantDeviceCode
+	c, _, _ := h.headless(o)
+	_, err := h.run(c)
+	if !errors.Is(err, ErrDeviceExpired) {
+		t.Fatalf("Token error = %v, want ErrDeviceExpired", err)
+	}
+	if got := h.idp.Counts().DevicePoll; got != 1 {
+		t.Errorf("polls = %d, want 1", got)
+	}
+}
+
+// TestDeviceLoginStopsAtExpiresIn checks that polling stops when the device
+// code's expires_in has passed, without asking the provider again.
+func TestDeviceLoginStopsAtExpiresIn(t *testing.T) {
+	h := newHarness(t, idptest.Config{DeviceCodeLifetime: 20 * time.Second})
+	o := h.options()
+	o.GrantType = GrantDeviceCode
+	c, _, s := h.headless(o)
+	_, err := h.run(c)
+	if !errors.Is(err, ErrDeviceExpired) {
+		t.Fatalf("Token error = %v, want ErrDeviceExpired", err)
+	}
+	if got := h.idp.Counts().DevicePoll; got != 3 {
+		t.Errorf("polls = %d, want 3 (at 5, 10 and 15 s of a 20 s code)", got)
+	}
+	if diff := cmp.Diff(secs(5, 5, 5, 5), s.waits); diff != "" {
+		t.Errorf("waits (-want +got):\n%s", diff)
+	}
+}
+
+func TestDeviceLoginAuthTimeout(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	o := h.options()
+	o.GrantType = GrantDeviceCode
+	o.AuthTimeout = 50 * time.Millisecond
+	c, _, _ := h.headless(o)
+	c.After = func(time.Duration) <-chan time.Time { return nil } // the interval never passes
+	_, err := h.run(c)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Token error = %v, want a deadline", err)
+	}
+	if got := h.idp.Counts().DevicePoll; got != 0 {
+		t.Errorf("polls = %d, want 0", got)
+	}
+}
+
+// TestDeviceLoginOpensVerificationPage checks that --grant-type device-code
+// opens verification_uri_complete when a browser is at hand.
+func TestDeviceLoginOpensVerificationPage(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	o := h.options()
+	o.GrantType = GrantDeviceCode
+	c, _, s := h.headless(o)
+	var opened []string
+	c.OpenBrowser = func(ctx context.Context, u string) error {
+		opened = append(opened, u)
+		return idptest.Browse(ctx, h.idp.Client(), u) // approves
+	}
+	if _, err := h.run(c); err != nil {
+		t.Fatalf("Token: %v", err)
+	}
+	if len(opened) != 1 || !strings.Contains(opened[0], idptest.DeviceVerifyPath+"?user_code=") {
+		t.Errorf("opened %q, want verification_uri_complete", opened)
+	}
+	if len(s.waits) != 1 {
+		t.Errorf("polls = %d, want 1", len(s.waits))
+	}
+}
+
+func TestDeviceCodeWithoutEndpoint(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	withoutDevice(h)
+	o := h.options()
+	o.GrantType = GrantDeviceCode
+	c, _, _ := h.headless(o)
+	_, err := h.run(c)
+	if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "device_authorization_endpoint") {
+		t.Fatalf("Token error = %v, want ErrUsage naming device_authorization_endpoint", err)
+	}
+}
+
+// withoutDevice makes h's discovery document advertise no device
+// authorization endpoint.
+func withoutDevice(h *harness) {
+	url := h.idp.URL
+	h.idp.Update(func(c *idptest.Config) {
+		iss := c.IssParameter
+		c.Intercept = func(w http.ResponseWriter, r *http.Request) bool {
+			if r.URL.Path != idptest.DiscoveryPath {
+				return false
+			}
+			m := map[string]any{
+				"issuer":                 url,
+				"authorization_endpoint": url + idptest.AuthorizePath,
+				"token_endpoint":         url + idptest.TokenPath,
+				"jwks_uri":               url + idptest.JWKSPath,
+			}
+			if iss {
+				m["authorization_response_iss_parameter_supported"] = true
+			}
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(m)
+			return true
+		}
+	})
+}
+
+// typist is the person at the terminal: on the first read it works out what
+// to paste from what the client printed so far.
+type typist struct {
+	answer func() string
+	r      io.Reader
+}
+
+func (t *typist) Read(p []byte) (int, error) {
+	if t.r == nil {
+		t.r = strings.NewReader(t.answer() + "\n\n")
+	}
+	return t.r.Read(p)
+}
+
+var authURLRE = regexp.MustCompile(`https?://\S+` + idptest.AuthorizePath + `\?\S+`)
+
+// redirect plays the person's browser on the authorization URL printed on
+// stderr and returns the URL it is redirected to (which nothing serves).
+func (h *harness) redirect(stderr *stderrBuffer) *url.URL {
+	h.t.Helper()
+	authURL := authURLRE.FindString(stderr.String())
+	if authURL == "" {
+		h.t.Errorf("no authorization URL on stderr:\n%s", stderr)
+		return &url.URL{}
+	}
+	hc := *h.idp.Client()
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := hc.Get(authURL)
+	if err != nil {
+		h.t.Errorf("authorize: %v", err)
+		return &url.URL{}
+	}
+	resp.Body.Close()
+	u, err := resp.Location()
+	if err != nil {
+		h.t.Errorf("authorize: %s without a redirect", resp.Status)
+		return &url.URL{}
+	}
+	return u
+}
+
+func TestKeyboardLogin(t *testing.T) {
+	tests := []struct {
+		name        string
+		cfg         idptest.Config
+		redirectURL string
+		paste       func(u *url.URL) string
+		wantErr     error
+	}{
+		{name: "code", paste: func(u *url.URL) string { return u.Query().Get("code") }},
+		{name: "redirect URL", cfg: idptest.Config{IssParameter: true}, paste: func(u *url.URL) string { return "  " + u.String() + " " }},
+		{name: "query only", paste: func(u *url.URL) string { return u.RawQuery }},
+		{name: "registered redirect URL", redirectURL: "http://127.0.0.1:8000/done", paste: func(u *url.URL) string { return u.String() }},
+		{
+			name: "wrong state",
+			paste: func(u *url.URL) string {
+				q := u.Query()
+				q.Set("state", "forged")
+				u.RawQuery = q.Encode()
+				return u.String()
+			},
+			wantErr: ErrStateMismatch,
+		},
+		{
+			name: "iss mismatch",
+			cfg:  idptest.Config{IssParameter: true},
+			paste: func(u *url.URL) string {
+				q := u.Query()
+				q.Set("iss", "https://attacker.example")
+				u.RawQuery = q.Encode()
+				return u.String()
+			},
+			wantErr: pkce.ErrIssuerMismatch,
+		},
+		{
+			name: "iss missing",
+			cfg:  idptest.Config{IssParameter: true},
+			paste: func(u *url.URL) string {
+				q := u.Query()
+				q.Del("iss")
+				u.RawQuery = q.Encode()
+				return u.String()
+			},
+			wantErr: pkce.ErrIssuerMismatch,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, tt.cfg)
+			o := h.options()
+			o.GrantType = GrantAuthCodeKeyboard
+			o.RedirectURL = tt.redirectURL
+			c, stderr, _ := h.headless(o)
+			c.Stdin = &typist{answer: func() string { return tt.paste(h.redirect(stderr)) }}
+			tok, err := h.run(c)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Token error = %v, want %v", err, tt.wantErr)
+				}
+				if got := h.idp.Counts().CodeExchange; got != 0 {
+					t.Errorf("code exchanges = %d, want 0", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Token: %v", err)
+			}
+			wantRedirect := tt.redirectURL
+			if wantRedirect == "" {
+				wantRedirect = DefaultKeyboardRedirectURL
+			}
+			a, x := h.idp.LastAuthorize(), h.idp.LastToken()
+			if a.Get("redirect_uri") != wantRedirect || x.Get("redirect_uri") != wantRedirect {
+				t.Errorf("redirect_uri = %q (authorize), %q (token), want %q", a.Get("redirect_uri"), x.Get("redirect_uri"), wantRedirect)
+			}
+			if a.Get("code_challenge_method") != "S256" || a.Get("code_challenge") != pkce.Challenge(x.Get("code_verifier")) {
+				t.Error("the code exchange's verifier does not match the authorization request's S256 challenge")
+			}
+			if a.Get("state") == "" || a.Get("nonce") == "" {
+				t.Error("authorization request lacks state or nonce")
+			}
+			if e := h.entry(o); tok.Value != e.IDToken {
+				t.Error("the keyboard login's token was not cached")
+			}
+		})
+	}
+}
+
+func TestKeyboardLoginWithoutStdin(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	o := h.options()
+	o.GrantType = GrantAuthCodeKeyboard
+	c, _, _ := h.headless(o)
+	_, err := h.run(c)
+	if !errors.Is(err, ErrNoTerminal) || !strings.Contains(err.Error(), "interactiveMode: IfAvailable") {
+		t.Fatalf("Token error = %v, want ErrNoTerminal with a hint", err)
+	}
+	if got := h.idp.Counts().Authorize; got != 0 {
+		t.Errorf("authorization requests = %d, want 0", got)
+	}
+}
+
+func TestKeyboardLoginEOF(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	o := h.options()
+	o.GrantType = GrantAuthCodeKeyboard
+	c, _, _ := h.headless(o)
+	c.Stdin = strings.NewReader("\n  \n")
+	_, err := h.run(c)
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("Token error = %v, want unexpected EOF", err)
+	}
+}
+
+func TestParsePasted(t *testing.T) {
+	const state, iss = "st4te", "https://idp.example"
+	tests := []struct {
+		name, pasted string
+		requireIss   bool
+		want         string
+		wantErr      error
+	}{
+		{name: "bare code", pasted: "abc.DEF-123_~", want: "abc.DEF-123_~"},
+		{name: "bare code with padding", pasted: "abc==", want: "abc=="},
+		{name: "bare code although iss is required", pasted: "abc", requireIss: true, want: "abc"},
+		{name: "URL", pasted: "http://localhost/?code=c1&state=st4te", want: "c1"},
+		{name: "URL with fragment", pasted: "http://localhost/cb?code=c1&state=st4te#_=_", want: "c1"},
+		{name: "oob-style query", pasted: "code=c1&state=st4te&iss=https%3A%2F%2Fidp.example", requireIss: true, want: "c1"},
+		{name: "state missing", pasted: "http://localhost/?code=c1", wantErr: ErrStateMismatch},
+		{name: "state twice", pasted: "http://localhost/?code=c1&state=st4te&state=st4te", wantErr: ErrStateMismatch},
+		{name: "iss twice", pasted: "http://localhost/?code=c1&state=st4te&iss=" + iss + "&iss=" + iss, wantErr: pkce.ErrIssuerMismatch},
+		{name: "iss required", pasted: "http://localhost/?code=c1&state=st4te", requireIss: true, wantErr: pkce.ErrIssuerMismatch},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parsePasted(tt.pasted, state, iss, tt.requireIss)
+			if !errors.Is(err, tt.wantErr) || got != tt.want {
+				t.Errorf("parsePasted(%q) = %q, %v; want %q, %v", tt.pasted, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+
+	_, err := parsePasted("http://localhost/?error=access_denied&error_description=no&state=st4te", state, iss, false)
+	var ae *pkce.AuthError
+	if !errors.As(err, &ae) || ae.Code != "access_denied" {
+		t.Errorf("error response: got %v, want *pkce.AuthError access_denied", err)
+	}
+	if _, err := parsePasted("two words", state, iss, false); err == nil {
+		t.Error("text with spaces was taken for a code")
+	}
+	_, err = parsePasted("http://localhost/?code=c0de&state=f0rged", state, iss, false)
+	if err == nil || strings.Contains(err.Error(), "f0rged") || strings.Contains(err.Error(), "c0de") || strings.Contains(err.Error(), state) {
+		t.Errorf("state error %q must exist and echo neither state nor code", err)
+	}
+}
+
+func TestChooseGrant(t *testing.T) {
+	env := func(kv ...string) func(string) string {
+		return func(k string) string {
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i] == k {
+					return kv[i+1]
+				}
+			}
+			return ""
+		}
+	}
+	ssh := env("SSH_TTY", "/dev/pts/0", "DISPLAY", ":0")
+	opener := func(context.Context, string) error { return nil }
+	type test struct {
+		name   string
+		c      Client
+		device bool
+		want   string
+	}
+	tests := []test{
+		{name: "opener", c: Client{OpenBrowser: opener, Getenv: ssh}, device: true, want: GrantAuthCode},
+		{name: "browser command over ssh", c: Client{Options: Options{BrowserCommand: "w3m"}, Getenv: ssh}, device: true, want: GrantAuthCode},
+		{name: "BROWSER over ssh", c: Client{Getenv: env("SSH_CONNECTION", "x", "BROWSER", "lynx")}, device: true, want: GrantAuthCode},
+		{name: "skip-open-browser over ssh", c: Client{Options: Options{SkipOpenBrowser: true}, Getenv: ssh}, device: true, want: GrantAuthCode},
+		{name: "ssh with device endpoint", c: Client{Getenv: ssh, Stdin: strings.NewReader("")}, device: true, want: GrantDeviceCode},
+		{name: "ssh with terminal", c: Client{Getenv: ssh, Stdin: strings.NewReader("")}, want: GrantAuthCodeKeyboard},
+		{name: "ssh without terminal", c: Client{Getenv: ssh}, want: GrantAuthCode},
+		{name: "explicit authcode over ssh", c: Client{Options: Options{GrantType: GrantAuthCode}, Getenv: ssh}, device: true, want: GrantAuthCode},
+		{name: "explicit keyboard", c: Client{Options: Options{GrantType: GrantAuthCodeKeyboard}, OpenBrowser: opener}, device: true, want: GrantAuthCodeKeyboard},
+		{name: "explicit device", c: Client{Options: Options{GrantType: GrantDeviceCode}, OpenBrowser: opener}, device: true, want: GrantDeviceCode},
+	}
+	if _, err := (&Browser{Getenv: env()}).Argv("x"); errors.Is(err, ErrNoBrowser) {
+		tests = append(tests, test{name: "no display", c: Client{Getenv: env()}, device: true, want: GrantDeviceCode})
+	} else if runtime.GOOS == "linux" {
+		t.Log("this Linux finds a browser without a display (WSL?); skipping the no-display case")
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &cache.Provider{Issuer: "https://idp.example"}
+			if tt.device {
+				p.DeviceAuthorizationEndpoint = p.Issuer + "/device/code"
+			}
+			got, why, err := tt.c.chooseGrant(p)
+			if err != nil || got != tt.want {
+				t.Errorf("chooseGrant = %q (%s), %v; want %q", got, why, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestAutoLogin runs auto logins end to end over SSH.
+func TestAutoLogin(t *testing.T) {
+	t.Run("device", func(t *testing.T) {
+		h := newHarness(t, idptest.Config{DeviceAutoApprove: true})
+		c, _, _ := h.headless(h.options())
+		c.Stdin = &typist{answer: func() string { t.Error("read stdin although the device grant was possible"); return "" }}
+		if _, err := h.run(c); err != nil {
+			t.Fatalf("Token: %v", err)
+		}
+		if got := h.idp.Counts(); got.DevicePoll != 1 || got.Authorize != 0 {
+			t.Errorf("device polls/authorize = %d/%d, want 1/0", got.DevicePoll, got.Authorize)
+		}
+	})
+	t.Run("keyboard", func(t *testing.T) {
+		h := newHarness(t, idptest.Config{})
+		withoutDevice(h)
+		c, stderr, _ := h.headless(h.options())
+		c.Stdin = &typist{answer: func() string { return h.redirect(stderr).String() }}
+		if _, err := h.run(c); err != nil {
+			t.Fatalf("Token: %v", err)
+		}
+		if got := h.idp.Counts(); got.CodeExchange != 1 || got.Device != 0 {
+			t.Errorf("code exchanges/device requests = %d/%d, want 1/0", got.CodeExchange, got.Device)
+		}
+	})
+	t.Run("device not allowed for the client", func(t *testing.T) {
+		h := newHarness(t, idptest.Config{Intercept: func(w http.ResponseWriter, r *http.Request) bool {
+			if r.URL.Path != idptest.DeviceCodePath {
+				return false
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"error":"unauthorized_client"}`)
+			return true
+		}})
+		o := h.options()
+		c, stderr, _ := h.headless(o)
+		c.Stdin = &typist{answer: func() string { return h.redirect(stderr).String() }}
+		if _, err := h.run(c); err != nil {
+			t.Fatalf("Token: %v", err)
+		}
+		if got := h.idp.Counts().CodeExchange; got != 1 {
+			t.Errorf("code exchanges = %d, want 1 (the keyboard login after the refusal)", got)
+		}
+
+		o.GrantType = GrantDeviceCode
+		o.Storage = "none" // no refresh token: log in
+		c, _, _ = h.headless(o)
+		if _, err := h.run(c); !errors.Is(err, errDeviceNotAllowed) {
+			t.Errorf("--grant-type device-code: Token error = %v, want the refusal", err)
+		}
+	})
+	t.Run("browser", func(t *testing.T) {
+		h := newHarness(t, idptest.Config{})
+		c := h.client(h.options())
+		c.Getenv = sshEnv
+		if _, err := h.run(c); err != nil {
+			t.Fatalf("Token: %v", err)
+		}
+		if got := h.idp.Counts(); h.browsers.Load() != 1 || got.Device != 0 {
+			t.Errorf("browsers/device requests = %d/%d, want 1/0", h.browsers.Load(), got.Device)
+		}
+	})
+}
+
+func TestGrantTypeFlag(t *testing.T) {
+	for _, tt := range []struct {
+		arg, want, wantErr string
+	}{
+		{arg: "auto", want: GrantAuto},
+		{arg: "authcode", want: GrantAuthCode},
+		{arg: "authcode-keyboard", want: GrantAuthCodeKeyboard},
+		{arg: "device-code", want: GrantDeviceCode},
+		{arg: "password", wantErr: "RFC 9700"},
+		{arg: "client-credentials", wantErr: "not a user login"},
+		{arg: "implicit", wantErr: "unsupported"},
+	} {
+		var o Options
+		fs := flag.NewFlagSet("get-token", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		o.RegisterFlags(fs)
+		err := fs.Parse([]string{"--grant-type=" + tt.arg})
+		switch {
+		case tt.wantErr == "" && (err != nil || o.GrantType != tt.want):
+			t.Errorf("--grant-type=%s: GrantType %q, err %v; want %q", tt.arg, o.GrantType, err, tt.want)
+		case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+			t.Errorf("--grant-type=%s: err %v, want one mentioning %q", tt.arg, err, tt.wantErr)
+		}
+	}
+	o := Options{IssuerURL: "https://idp.example", ClientID: "c", GrantType: "password"}
+	if err := o.Validate(); !errors.Is(err, ErrUsage) {
+		t.Errorf("Validate with grant type password = %v, want ErrUsage", err)
+	}
+}
