@@ -91,6 +91,9 @@ var (
 type Entry struct {
 	// Version is the format version; Save sets it to [Version].
 	Version int `json:"version"`
+	// Key is the key the entry was saved under, for listing the cache; the
+	// file name is its ID.
+	Key *Key `json:"key,omitempty"`
 	// IDToken is the raw ID token (a JWT).
 	IDToken string `json:"id_token,omitempty"`
 	// IDTokenExpiry is the ID token's exp claim.

@@ -20,18 +20,18 @@ const keyFormat = "latchkey/cache.Key/v1\x00"
 type Key struct {
 	// Issuer is the OpenID Provider's issuer identifier (OIDC Discovery 1.0
 	// §3). It is compared exactly, without normalization, as the issuer is.
-	Issuer string
+	Issuer string `json:"issuer"`
 	// ClientID is the OAuth 2.0 client identifier (RFC 6749 §2.2).
-	ClientID string
+	ClientID string `json:"client_id"`
 	// Scopes are the requested scopes (RFC 6749 §3.3). Order, duplicates and
 	// empty strings do not affect the ID.
-	Scopes []string
+	Scopes []string `json:"scopes,omitempty"`
 	// ExtraParams are additional authorization request parameters. Map order
 	// does not affect the ID; a nil and an empty map are the same.
-	ExtraParams map[string]string
+	ExtraParams map[string]string `json:"extra_params,omitempty"`
 	// UseAccessToken reports whether the access token, rather than the ID
 	// token, is handed to Kubernetes.
-	UseAccessToken bool
+	UseAccessToken bool `json:"use_access_token,omitempty"`
 }
 
 // ID returns the hex-encoded SHA-256 of k's canonical encoding. It is stable
