@@ -188,6 +188,15 @@ func (c *Client) renew(ctx context.Context, store *cache.Cache, e *cache.Entry, 
 			}
 		}
 		next, err := c.refresh(ctx, hc, p, e)
+		if err != nil && !errors.Is(err, errRefreshRefused) && p == e.Provider {
+			// The cached metadata may be stale (the token endpoint
+			// moved): check once against fresh metadata.
+			if fresh, derr := discover(ctx, hc, o.IssuerURL, c.now()); derr == nil && fresh.TokenEndpoint != p.TokenEndpoint {
+				c.logger().Debug("token endpoint changed, refreshing again", "token_endpoint", fresh.TokenEndpoint)
+				p = fresh
+				next, err = c.refresh(ctx, hc, p, e)
+			}
+		}
 		switch {
 		case err == nil:
 			return c.save(store, id, next)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"log/slog"
 	"net/http"
 	"os"
@@ -539,4 +540,42 @@ func diffMaps(a, b map[string]string) string {
 		}
 	}
 	return sb.String()
+}
+
+func TestRefreshFollowsAMovedTokenEndpoint(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	o := h.options()
+	h.mustToken(o)
+	// The cached metadata names a token endpoint that has gone away.
+	c := cache.Open(h.dir)
+	e := h.entry(o)
+	e.Provider.TokenEndpoint = h.idp.URL + "/old-token"
+	if err := c.Save(o.Key().ID(), e); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(2 * idptest.DefaultTokenLifetime)
+	h.mustToken(o)
+	if got := h.browsers.Load(); got != 1 {
+		t.Errorf("browsers opened = %d, want 1", got)
+	}
+	cn := h.idp.Counts()
+	if cn.Discovery != 2 || cn.Refresh != 1 {
+		t.Errorf("discovery/refresh = %d/%d, want 2/1", cn.Discovery, cn.Refresh)
+	}
+	if got := h.entry(o).Provider.TokenEndpoint; got == e.Provider.TokenEndpoint {
+		t.Error("the stale token endpoint is still cached")
+	}
+}
+
+func TestCacheDirExpandsHome(t *testing.T) {
+	var o Options
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	o.RegisterFlags(fs)
+	if err := fs.Parse([]string{"--token-cache-dir=~/.kube/cache/oidc-login"}); err != nil {
+		t.Fatal(err)
+	}
+	home, _ := os.UserHomeDir()
+	if want := filepath.Join(home, ".kube/cache/oidc-login"); o.CacheDir != want {
+		t.Errorf("CacheDir = %q, want %q", o.CacheDir, want)
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -112,7 +114,17 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.BoolVar(&o.InsecureSkipTLSVerify, "insecure-skip-tls-verify", false, "do not verify the provider's TLS certificate (insecure)")
-	fs.StringVar(&o.CacheDir, "token-cache-dir", "", "token cache directory (default $XDG_CACHE_HOME/latchkey)")
+	fs.Func("token-cache-dir", "token cache directory (default $XDG_CACHE_HOME/latchkey; a leading ~/ is your home)", func(s string) error {
+		if rest, ok := strings.CutPrefix(s, "~/"); ok {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return err
+			}
+			s = filepath.Join(home, rest)
+		}
+		o.CacheDir = s
+		return nil
+	})
 	fs.Func("token-cache-storage", "token storage: disk or none (default disk)", func(s string) error {
 		switch s {
 		case "disk", "none":
