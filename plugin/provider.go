@@ -154,7 +154,7 @@ type keySet struct {
 }
 
 func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	jws, err := jose.ParseSigned(jwt, signingAlgs)
+	jws, err := jose.ParseSignedCompact(jwt, signingAlgs)
 	if err != nil {
 		return nil, fmt.Errorf("parse ID token: %v", err)
 	}
