@@ -115,6 +115,10 @@ type Entry struct {
 	// not retry it and background callers do not open another browser at
 	// once. A successful login clears it.
 	LoginFailure *Failure `json:"login_failure,omitempty"`
+	// Secrets tells where the tokens are when the file does not hold them:
+	// [SecretsInKeyring] means in [Cache.Keyring] (the file then keeps only
+	// what is not secret: key, provider, expiries). Load fills them in.
+	Secrets string `json:"secrets,omitempty"`
 }
 
 // Failure describes a failed login.
@@ -185,6 +189,13 @@ type Cache struct {
 	// Logger receives warnings, such as about entries whose permissions had
 	// to be tightened, and debug messages. Nil discards them.
 	Logger *slog.Logger
+	// Keyring, if set, keeps the tokens of the entries Save writes in the OS
+	// keyring, named after the entry's path; the entry file, which List
+	// finds and which `latchkey status` reads, keeps the rest, and the lock
+	// files stay in Dir. A token set the keyring refuses (none reachable,
+	// locked, too large) is written to the file instead, with a warning. Nil
+	// keeps everything in the files and never touches the keyring.
+	Keyring *Keyring
 }
 
 // Open returns a Cache for dir; dir "" means $XDG_CACHE_HOME/latchkey (that
@@ -193,7 +204,7 @@ type Cache struct {
 // TryLock and Lock create the directory when they need it.
 func Open(dir string) *Cache {
 	if dir == "" {
-		dir = filepath.Join(xdg.CacheHome, "latchkey")
+		dir = filepath.Join(defaultCacheHome(), "latchkey")
 	}
 	if !filepath.IsAbs(dir) {
 		if abs, err := filepath.Abs(dir); err == nil {
@@ -241,7 +252,7 @@ func (c *Cache) Load(id string) (*Entry, error) {
 	// O_NOFOLLOW and O_NONBLOCK (where the platform has them) keep a
 	// symbolic link or a FIFO swapped in after the Lstat from being followed
 	// or from blocking; the Stat below re-checks what was opened.
-	f, err := os.OpenFile(path, os.O_RDONLY|oNoFollow|oNonBlock, 0)
+	f, err := openEntry(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, notFound(path)
@@ -268,7 +279,11 @@ func (c *Cache) Load(id string) (*Entry, error) {
 		}
 		return nil, fmt.Errorf("load token cache %s: %w", path, err)
 	}
-	return decode(path, data)
+	e, err := decode(path, data)
+	if err != nil || e.Secrets == "" {
+		return e, err
+	}
+	return c.loadSecrets(path, e)
 }
 
 // checkMode returns why fi cannot be an entry, or "" if it can.
@@ -377,7 +392,11 @@ func (c *Cache) Save(id string, e *Entry) (err error) {
 		return fmt.Errorf("save token cache %s: nil entry", path)
 	}
 	e.Version = Version
-	data, err := json.Marshal(e)
+	stored := e
+	if c.Keyring != nil {
+		stored = c.saveSecrets(path, e)
+	}
+	data, err := json.Marshal(stored)
 	if err != nil {
 		// Only Provider.JWKS can fail to encode; it holds no secrets.
 		return fmt.Errorf("save token cache %s: encode entry: %w", path, err)
@@ -406,7 +425,7 @@ func (c *Cache) Save(id string, e *Entry) (err error) {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("save token cache %s: %w", path, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := replace(tmp, path); err != nil {
 		return fmt.Errorf("save token cache %s: %w", path, err)
 	}
 	c.syncDir()
@@ -441,6 +460,11 @@ func (c *Cache) Delete(id string) error {
 		return fmt.Errorf("delete token cache: %w", err)
 	}
 	var errs []error
+	if c.Keyring != nil {
+		if err := c.Keyring.Delete(c.Path(id)); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, path := range []string{c.Path(id), c.LockPath(id)} {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
@@ -496,4 +520,16 @@ func (c *Cache) logger() *slog.Logger {
 		return c.Logger
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// defaultCacheHome is the user's cache directory: $XDG_CACHE_HOME, else
+// ~/.cache on Linux and the BSDs, ~/Library/Caches on macOS, and
+// %LOCALAPPDATA% on Windows (where adrg/xdg would add a "cache" folder).
+func defaultCacheHome() string {
+	if runtime.GOOS == "windows" && os.Getenv("XDG_CACHE_HOME") == "" {
+		if d, err := os.UserCacheDir(); err == nil {
+			return d
+		}
+	}
+	return xdg.CacheHome
 }

@@ -89,9 +89,17 @@ func (b *Browser) Argv(url string) ([]string, error) {
 		// cmd.exe's start takes its first quoted argument as a window
 		// title: WSL quotes the empty argument as "". cmd.exe reads
 		// & | < > ^ as operators: escape them with ^.
-		return []string{"cmd.exe", "/c", "start", "", escapeCmd(url)}, nil
+		cmd, err := b.lookPath("cmd.exe")
+		if err != nil {
+			// WSL with appendWindowsPath=false.
+			cmd = "/mnt/c/Windows/System32/cmd.exe"
+			if _, err := b.lookPath(cmd); err != nil {
+				return nil, fmt.Errorf("%w: under WSL, neither wslview nor cmd.exe found", ErrNoBrowser)
+			}
+		}
+		return []string{cmd, "/c", "start", "", escapeCmd(url)}, nil
 	}
-	if b.getenv("DISPLAY") == "" && b.getenv("WAYLAND_DISPLAY") == "" && b.goos() == "linux" {
+	if b.getenv("DISPLAY") == "" && b.getenv("WAYLAND_DISPLAY") == "" {
 		return nil, fmt.Errorf("%w: no display (DISPLAY and WAYLAND_DISPLAY are unset)", ErrNoBrowser)
 	}
 	for _, name := range []string{"xdg-open", "x-www-browser"} {

@@ -148,6 +148,21 @@ func TestBrowserArgv(t *testing.T) {
 			want: []string{"rundll32", "url.dll,FileProtocolHandler", u},
 		},
 		{
+			name: "WSL without wslview or cmd.exe on PATH, System32 cmd.exe",
+			p:    platform{goos: "linux", env: map[string]string{"WSL_DISTRO_NAME": "Ubuntu"}, path: map[string]string{"/mnt/c/Windows/System32/cmd.exe": "/mnt/c/Windows/System32/cmd.exe"}},
+			want: []string{"/mnt/c/Windows/System32/cmd.exe", "/c", "start", "", escapeCmd(u)},
+		},
+		{
+			name:    "WSL without any opener",
+			p:       platform{goos: "linux", env: map[string]string{"WSL_DISTRO_NAME": "Ubuntu"}},
+			wantErr: ErrNoBrowser,
+		},
+		{
+			name:    "FreeBSD without a display",
+			p:       platform{goos: "freebsd", path: map[string]string{"xdg-open": "/usr/local/bin/xdg-open"}},
+			wantErr: ErrNoBrowser,
+		},
+		{
 			name: "WSL_DISTRO_NAME, wslview",
 			p:    platform{goos: "linux", env: map[string]string{"WSL_DISTRO_NAME": "Ubuntu"}, path: map[string]string{"wslview": "/usr/bin/wslview"}},
 			want: []string{"/usr/bin/wslview", u},
@@ -218,7 +233,7 @@ func TestBrowserArgv(t *testing.T) {
 // rules: outside quotes, ^ escapes the next character and & | < > separate
 // commands, and start takes its first quoted argument as the window title.
 func TestBrowserArgvWSLCmd(t *testing.T) {
-	p := platform{goos: "linux", env: map[string]string{"WSL_DISTRO_NAME": "Ubuntu"}}
+	p := platform{goos: "linux", env: map[string]string{"WSL_DISTRO_NAME": "Ubuntu"}, path: map[string]string{"cmd.exe": "cmd.exe"}}
 	for _, u := range []string{
 		testAuthURL,
 		"https://idp.example.com/auth?a=1|2&b=<3>&c=(4)&d=5^6&e=%PATH%&f=!x!",
