@@ -27,7 +27,7 @@ const maxExpiresIn = 366 * 24 * time.Hour
 // authenticate with HTTP Basic (§2.3.1). An error response (§5.2) is an
 // *oauth2.RetrieveError carrying its error code.
 func postToken(ctx context.Context, hc *http.Client, cfg *oauth2.Config, form url.Values, now time.Time) (*tokenResponse, error) {
-	form = maps(form)
+	form = cloneForm(form)
 	if cfg.ClientSecret == "" {
 		form.Set("client_id", cfg.ClientID)
 	}
@@ -82,8 +82,8 @@ func postToken(ctx context.Context, hc *http.Client, cfg *oauth2.Config, form ur
 	return &r, nil
 }
 
-// maps returns a copy of v, so callers' forms are not changed.
-func maps(v url.Values) url.Values {
+// cloneForm returns a copy of v, so callers' forms are not changed.
+func cloneForm(v url.Values) url.Values {
 	out := make(url.Values, len(v)+1)
 	for k, s := range v {
 		out[k] = append([]string(nil), s...)

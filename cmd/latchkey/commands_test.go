@@ -215,7 +215,7 @@ current-context: ""
 		t.Fatal(r.stderr)
 	}
 	again, _ := os.ReadFile(kc)
-	if strings.Count(string(again), "name: oidc") != 1 {
+	if strings.Count(string(again), `name: "oidc"`) != 1 {
 		t.Errorf("second setup duplicated the user:\n%s", again)
 	}
 	if got := e.browsersOpened(); got != 1 {

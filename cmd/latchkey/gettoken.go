@@ -29,6 +29,7 @@ Example kubeconfig user:
         - --oidc-client-id=kubernetes
         - --oidc-extra-scope=email,groups
 `,
+	ownsSignals: true,
 	flags: func(c *cli, fs *flag.FlagSet) func(context.Context) int {
 		var o plugin.Options
 		o.RegisterFlags(fs)
@@ -37,6 +38,14 @@ Example kubeconfig user:
 			if err != nil {
 				return c.fail(err)
 			}
+			if tok, ok := c.client(o, false).Cached(); ok {
+				if err := plugin.WriteExecCredential(c.stdout, req, tok.Value, tok.Expiry); err != nil {
+					return c.fail(err)
+				}
+				return 0
+			}
+			ctx, stop := interruptible(ctx)
+			defer stop()
 			// KUBERNETES_EXEC_INFO says whether stdin is the person's; run
 			// by hand (no exec info), it is when it is a terminal.
 			interactive := req.Spec.Interactive

@@ -8,10 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/latchkey/latchkey/plugin"
 )
@@ -35,6 +37,10 @@ type command struct {
 	// flags registers the command's flags and returns what runs after a
 	// successful parse.
 	flags func(c *cli, fs *flag.FlagSet) func(ctx context.Context) int
+	// ownsSignals marks commands that install the interrupt handler
+	// themselves, after their cached fast path: the handler's goroutine
+	// makes the runtime start threads that cost a quarter of a cached call.
+	ownsSignals bool
 }
 
 func commands() []command {
@@ -91,7 +97,18 @@ func (c *cli) run(ctx context.Context, cmd command, args []string) int {
 		fmt.Fprintf(c.stderr, "latchkey %s: %v (see latchkey %s --help)\n", cmd.name, err, cmd.name)
 		return 2
 	}
+	if !cmd.ownsSignals {
+		var stop context.CancelFunc
+		ctx, stop = interruptible(ctx)
+		defer stop()
+	}
 	return do(ctx)
+}
+
+// interruptible returns ctx cancelled on SIGINT or SIGTERM, so that a login
+// in progress shuts its listener down and records its failure.
+func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }
 
 // parseFlags parses args into fs without printing anything: errors come back

@@ -41,13 +41,13 @@ Examples:
 			if exe, err := os.Executable(); err == nil && !onPath(exe) {
 				self = exe
 			}
-			u := execUser{Exec: execConfig{
+			u := execUser{
 				APIVersion:      plugin.APIVersionV1,
 				Command:         self,
 				Args:            args,
 				InteractiveMode: "IfAvailable",
 				InstallHint:     "Install latchkey: go install github.com/latchkey/latchkey/cmd/latchkey@latest",
-			}}
+			}
 			c.printSetup(c.stdout, &o, tok, *user, u)
 			if *kubeconfig != "" {
 				if err := setKubeconfigUser(*kubeconfig, *user, u); err != nil {
@@ -74,26 +74,15 @@ func (c *cli) printSetup(w io.Writer, o *plugin.Options, tok *plugin.Token, name
 	}
 	fmt.Fprintf(w, "\n## kube-apiserver flags that accept these tokens\n  --oidc-issuer-url=%s\n  --oidc-client-id=%s\n  --oidc-username-claim=email\n  --oidc-groups-claim=groups\n", o.IssuerURL, o.ClientID)
 	fmt.Fprintln(w, "\n## kubeconfig user")
-	b, err := encodeUser(name, u)
-	if err == nil {
-		w.Write(b)
-	}
+	fmt.Fprintf(w, "users:\n%s\n", strings.Join(u.yaml(name, ""), "\n"))
 	fmt.Fprintln(w, "\n## or run")
 	cmd := []string{"kubectl config set-credentials " + shQuote(name),
-		"--exec-api-version=" + u.Exec.APIVersion, "--exec-interactive-mode=" + u.Exec.InteractiveMode,
-		"--exec-command=" + shQuote(u.Exec.Command)}
-	for _, a := range u.Exec.Args {
+		"--exec-api-version=" + u.APIVersion, "--exec-interactive-mode=" + u.InteractiveMode,
+		"--exec-command=" + shQuote(u.Command)}
+	for _, a := range u.Args {
 		cmd = append(cmd, "--exec-arg="+shQuote(a))
 	}
 	fmt.Fprintf(w, "  %s\n", strings.Join(cmd, " \\\n    "))
-}
-
-func encodeUser(name string, u execUser) ([]byte, error) {
-	doc, err := withUser([]byte("users: []\n"), name, u)
-	if err != nil {
-		return nil, err
-	}
-	return doc, nil
 }
 
 // reusableArgs returns the flags of args that belong in a kubeconfig: all

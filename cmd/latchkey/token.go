@@ -29,6 +29,7 @@ Examples:
     authType: ExternalCommand
     command: ["latchkey", "token", "--oidc-issuer-url=https://issuer", "--oidc-client-id=flytectl"]
 `,
+	ownsSignals: true,
 	flags: func(c *cli, fs *flag.FlagSet) func(context.Context) int {
 		var o plugin.Options
 		o.RegisterFlags(fs)
@@ -41,6 +42,11 @@ Examples:
 				return c.fail(fmt.Errorf("%w: --output %q (want token, header or json)", plugin.ErrUsage, *output))
 			}
 			o.UseAccessToken = !*idToken
+			if tok, ok := c.client(o, false).Cached(); ok {
+				return c.printToken(tok, *output)
+			}
+			ctx, stop := interruptible(ctx)
+			defer stop()
 			if tty := c.ttyForPeople(); tty != nil {
 				defer tty.Close()
 				cc := *c
@@ -51,27 +57,32 @@ Examples:
 			if err != nil {
 				return c.fail(err)
 			}
-			switch *output {
-			case "header":
-				fmt.Fprintf(c.stdout, "Authorization: Bearer %s\n", tok.Value)
-			case "json":
-				e := tok.Entry
-				b, err := json.Marshal(struct {
-					AccessToken string    `json:"access_token,omitempty"`
-					IDToken     string    `json:"id_token,omitempty"`
-					TokenType   string    `json:"token_type,omitempty"`
-					Expiry      time.Time `json:"expiry"`
-				}{e.AccessToken, e.IDToken, e.TokenType, tok.Expiry.UTC()})
-				if err != nil {
-					return c.fail(err)
-				}
-				fmt.Fprintf(c.stdout, "%s\n", b)
-			default:
-				fmt.Fprintln(c.stdout, tok.Value)
-			}
-			return 0
+			return c.printToken(tok, *output)
 		}
 	},
+}
+
+// printToken prints tok as output says: token, header or json.
+func (c *cli) printToken(tok *plugin.Token, output string) int {
+	switch output {
+	case "header":
+		fmt.Fprintf(c.stdout, "Authorization: Bearer %s\n", tok.Value)
+	case "json":
+		e := tok.Entry
+		b, err := json.Marshal(struct {
+			AccessToken string    `json:"access_token,omitempty"`
+			IDToken     string    `json:"id_token,omitempty"`
+			TokenType   string    `json:"token_type,omitempty"`
+			Expiry      time.Time `json:"expiry"`
+		}{e.AccessToken, e.IDToken, e.TokenType, tok.Expiry.UTC()})
+		if err != nil {
+			return c.fail(err)
+		}
+		fmt.Fprintf(c.stdout, "%s\n", b)
+	default:
+		fmt.Fprintln(c.stdout, tok.Value)
+	}
+	return 0
 }
 
 // ttyForPeople opens the controlling terminal when stderr is not one: tools
