@@ -88,27 +88,13 @@ type Token struct {
 // is none, run a browser login. A provider that cannot be reached is an
 // error: it never starts a browser login, and the cache keeps its entry.
 func (c *Client) Token(ctx context.Context) (*Token, error) {
-	o := &c.Options
-	if err := o.Validate(); err != nil {
-		return nil, err
+	t, seen, err := c.cached()
+	if t != nil || err != nil {
+		return t, err
 	}
+	o := &c.Options
 	store := c.cache()
 	id := o.Key().ID()
-	var seen *cache.Entry
-	if store != nil {
-		e, err := store.Load(id)
-		switch {
-		case err == nil:
-			if t := c.fresh(e); t != nil && !o.ForceRefresh {
-				c.logger().Debug("using cached token", "expiry", t.Expiry)
-				return t, nil
-			}
-			seen = e
-		case errors.Is(err, cache.ErrNotFound):
-		default:
-			c.logger().Warn("ignoring unusable token cache entry", "err", err)
-		}
-	}
 	if store == nil {
 		return c.renew(ctx, nil, nil, id)
 	}
@@ -152,6 +138,41 @@ var ErrLoginFailed = errors.New("browser login failed")
 // login because one failed or was abandoned moments ago.
 var ErrLoginCooldown = errors.New("not opening another browser yet")
 
+// Cached returns the cached token if it has more than 10 seconds left and
+// ForceRefresh is not set, reading one file and nothing else: no lock, no
+// network. Callers on a hot path (kubectl runs get-token for every command)
+// can answer from it before setting anything else up; Token starts with it.
+func (c *Client) Cached() (*Token, bool) {
+	t, _, _ := c.cached()
+	return t, t != nil
+}
+
+// cached returns the fresh cached token, or else the entry seen (if any)
+// for Token to compare with what it finds under the lock.
+func (c *Client) cached() (*Token, *cache.Entry, error) {
+	o := &c.Options
+	if err := o.Validate(); err != nil {
+		return nil, nil, err
+	}
+	store := c.cache()
+	if store == nil {
+		return nil, nil, nil
+	}
+	e, err := store.Load(o.Key().ID())
+	switch {
+	case err == nil:
+		if t := c.fresh(e); t != nil && !o.ForceRefresh {
+			c.logger().Debug("using cached token", "expiry", t.Expiry)
+			return t, nil, nil
+		}
+		return nil, e, nil
+	case errors.Is(err, cache.ErrNotFound):
+	default:
+		c.logger().Warn("ignoring unusable token cache entry", "err", err)
+	}
+	return nil, nil, nil
+}
+
 // lock takes the key's lock, telling the person when it has to wait.
 // It reports whether it had to wait.
 func (c *Client) lock(ctx context.Context, store *cache.Cache, id string) (*cache.Lock, bool, error) {
@@ -172,29 +193,25 @@ func (c *Client) lock(ctx context.Context, store *cache.Cache, id string) (*cach
 // renew refreshes e's token or, failing that, logs in; it saves the result
 // in store (if any) before returning it.
 func (c *Client) renew(ctx context.Context, store *cache.Cache, e *cache.Entry, id string) (*Token, error) {
-	o := &c.Options
 	hc, err := c.httpClient()
 	if err != nil {
 		return nil, err
 	}
-	var p *cache.Provider
-	if e != nil && e.Provider != nil && e.Provider.Issuer == o.IssuerURL && c.now().Sub(e.Provider.FetchedAt) < providerLifetime {
-		p = e.Provider
-	}
+	p := c.cachedProvider(e) // Flyte: see flyte.go
 	if e != nil && e.RefreshToken != "" {
 		if p == nil {
-			if p, err = discover(ctx, hc, o.IssuerURL, c.now()); err != nil {
+			if p, err = c.provider(ctx, hc); err != nil {
 				return nil, err
 			}
 		}
-		next, err := c.refresh(ctx, hc, p, e)
+		next, err := c.with(p).refresh(ctx, hc, p, e)
 		if err != nil && !errors.Is(err, errRefreshRefused) && p == e.Provider {
 			// The cached metadata may be stale (the token endpoint
 			// moved): check once against fresh metadata.
-			if fresh, derr := discover(ctx, hc, o.IssuerURL, c.now()); derr == nil && fresh.TokenEndpoint != p.TokenEndpoint {
+			if fresh, derr := c.provider(ctx, hc); derr == nil && fresh.TokenEndpoint != p.TokenEndpoint {
 				c.logger().Debug("token endpoint changed, refreshing again", "token_endpoint", fresh.TokenEndpoint)
 				p = fresh
-				next, err = c.refresh(ctx, hc, p, e)
+				next, err = c.with(p).refresh(ctx, hc, p, e)
 			}
 		}
 		switch {
@@ -208,7 +225,7 @@ func (c *Client) renew(ctx context.Context, store *cache.Cache, e *cache.Entry, 
 	}
 	if p == nil || c.now().Sub(p.FetchedAt) > time.Minute {
 		// A login follows; use fresh metadata for it.
-		if p, err = discover(ctx, hc, o.IssuerURL, c.now()); err != nil {
+		if p, err = c.provider(ctx, hc); err != nil {
 			return nil, err
 		}
 	}
@@ -217,7 +234,7 @@ func (c *Client) renew(ctx context.Context, store *cache.Cache, e *cache.Entry, 
 			return nil, err
 		}
 	}
-	next, err := c.login(ctx, hc, p)
+	next, err := c.with(p).login(ctx, hc, p)
 	if err != nil {
 		c.recordFailure(store, id, e, err)
 		return nil, err
@@ -322,9 +339,11 @@ func (c *Client) authCodeLogin(ctx context.Context, hc *http.Client, p *cache.Pr
 		RedirectURL:     o.RedirectURL,
 		ListenAddresses: o.ListenAddresses,
 		AuthParams:      o.AuthParams,
-		OpenBrowser:     c.openBrowser,
-		HTTPClient:      hc,
-		Logger:          c.logger(),
+		// Flyte's authorization server wants them (flyte.go).
+		ResendAuthParams: o.resendAuthParams(),
+		OpenBrowser:      c.openBrowser,
+		HTTPClient:       hc,
+		Logger:           c.logger(),
 	}
 	res, err := l.Run(ctx)
 	if err != nil {
@@ -468,6 +487,9 @@ func (c *Client) cache() *cache.Cache {
 	}
 	ch := cache.Open(c.Options.CacheDir)
 	ch.Logger = c.logger()
+	if c.Options.Storage == "keyring" {
+		ch.Keyring = &cache.Keyring{}
+	}
 	return ch
 }
 
