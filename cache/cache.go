@@ -178,6 +178,9 @@ type Provider struct {
 	JWKS json.RawMessage `json:"jwks,omitempty"`
 	// FetchedAt is when the metadata and JWKS were fetched.
 	FetchedAt time.Time `json:"fetched_at,omitzero"`
+	// Client is the client registration the deployment advertised, for
+	// providers discovered through a Flyte endpoint; nil otherwise.
+	Client *ClientConfig `json:"client_config,omitempty"`
 }
 
 // Cache is a directory of entries and their lock files. The zero value is not

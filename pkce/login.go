@@ -121,6 +121,14 @@ type Login struct {
 	// process without waiting for it to exit).
 	OpenBrowser func(ctx context.Context, url string) error
 
+	// ResendAuthParams sends every parameter of the authorization request (client_id, response_type,
+	// redirect_uri, scope, state, nonce, code_challenge, code_challenge_method and AuthParams such as audience)
+	// again with the code exchange, besides the grant's own (RFC 6749 §4.1.3, RFC 7636 §4.5). Flyte's built-in
+	// authorization server needs them there (flytekit's add_request_auth_code_params_to_request_access_token_params);
+	// standard servers ignore unknown token request parameters (RFC 6749 §3.2), so it is off by default only to keep
+	// the request minimal.
+	ResendAuthParams bool
+
 	// HTTPClient is used for the token exchange; nil means http.DefaultClient. It is passed to x/oauth2 with the
 	// oauth2.HTTPClient context key.
 	HTTPClient *http.Client
@@ -207,7 +215,7 @@ func (l *Login) Run(ctx context.Context) (*Result, error) {
 		defer cancel() // tells OpenBrowser that the login is over
 		defer shutdown(ctx, srv, lns, &conns, logger)
 		defer h.stop() // releases a handler still waiting for a verdict
-		r, err := l.await(gctx, h, &cfg, verifier, nonce)
+		r, err := l.await(gctx, h, &cfg, verifier, nonce, l.resent(authURL))
 		result = r
 		return err
 	})
@@ -232,7 +240,7 @@ func (l *Login) Run(ctx context.Context) (*Result, error) {
 
 // await waits for the first valid callback and exchanges its code (RFC 6749 §4.1.3, RFC 7636 §4.5). It hands the
 // exchange's outcome back to the waiting handler so that the browser shows whether the login really succeeded.
-func (l *Login) await(ctx context.Context, h *callbackHandler, cfg *oauth2.Config, verifier, nonce string) (*Result, error) {
+func (l *Login) await(ctx context.Context, h *callbackHandler, cfg *oauth2.Config, verifier, nonce string, resend url.Values) (*Result, error) {
 	var cb callback
 	select {
 	case <-ctx.Done():
@@ -247,7 +255,12 @@ func (l *Login) await(ctx context.Context, h *callbackHandler, cfg *oauth2.Confi
 	}
 	// Exchange sends redirect_uri (cfg.RedirectURL), required because the authorization request had it
 	// (RFC 6749 §4.1.3).
-	tok, err := cfg.Exchange(ctx, cb.code, oauth2.VerifierOption(verifier))
+	opts := make([]oauth2.AuthCodeOption, 0, len(resend)+1)
+	for _, k := range slices.Sorted(maps.Keys(resend)) {
+		opts = append(opts, oauth2.SetAuthURLParam(k, resend.Get(k)))
+	}
+	opts = append(opts, oauth2.VerifierOption(verifier))
+	tok, err := cfg.Exchange(ctx, cb.code, opts...)
 	if err != nil {
 		err = fmt.Errorf("pkce: exchange the authorization code: %w", err)
 		cb.verdict <- err
@@ -255,6 +268,24 @@ func (l *Login) await(ctx context.Context, h *callbackHandler, cfg *oauth2.Confi
 	}
 	cb.verdict <- nil
 	return &Result{Token: tok, Nonce: nonce}, nil
+}
+
+// resent returns the authorization request parameters to send again with the code exchange when
+// ResendAuthParams is set, else nil. The grant's own parameters (grant_type, code, code_verifier) are never among
+// them; redirect_uri and client_id carry the values the exchange sends anyway.
+func (l *Login) resent(authURL string) url.Values {
+	if !l.ResendAuthParams {
+		return nil
+	}
+	u, err := url.Parse(authURL)
+	if err != nil {
+		return nil // AuthCodeURL built it from a URL that validate accepted
+	}
+	q := u.Query()
+	for _, k := range []string{"grant_type", "code", "code_verifier"} {
+		q.Del(k)
+	}
+	return q
 }
 
 // validate checks the configuration before anything listens.

@@ -68,12 +68,13 @@ func (c *Client) revokeAll(ctx context.Context, e *cache.Entry) ([]string, error
 	if err != nil {
 		return nil, err
 	}
-	p := e.Provider
-	if p == nil || p.RevocationEndpoint == "" || c.now().Sub(p.FetchedAt) > providerLifetime {
-		if p, err = discover(ctx, hc, c.Options.IssuerURL, c.now()); err != nil {
+	p := c.cachedProvider(e) // Flyte: see flyte.go
+	if p == nil || p.RevocationEndpoint == "" {
+		if p, err = c.provider(ctx, hc); err != nil {
 			return nil, err
 		}
 	}
+	c = c.with(p)
 	if p.RevocationEndpoint == "" {
 		return nil, ErrNoRevocation
 	}

@@ -44,8 +44,20 @@ type Options struct {
 	InsecureSkipTLSVerify bool
 	// CacheDir is the token cache directory; "" means $XDG_CACHE_HOME/latchkey.
 	CacheDir string
-	// Storage is "disk" (the default) or "none".
+	// Storage is "disk" (the default), "keyring" (the tokens in the OS
+	// keyring, the rest and the lock files in CacheDir; see cache.Keyring) or
+	// "none".
 	Storage string
+	// FlyteEndpoint, if set, is a Flyte deployment's URL: the issuer's
+	// metadata (RFC 8414) and the client id, redirect URI, scopes and
+	// audience come from it (see Client and the package's Flyte constants),
+	// and IssuerURL and ClientID become optional overrides. Set
+	// UseAccessToken too: Flyte takes the access token (RegisterFlags does).
+	FlyteEndpoint string
+	// ResendAuthParams sends the authorization request's parameters again
+	// with the code exchange (see pkce.Login.ResendAuthParams); nil means
+	// on with FlyteEndpoint, off otherwise.
+	ResendAuthParams *bool
 	// ForceRefresh ignores a cached token that still looks valid, for when
 	// the API server rejected it.
 	ForceRefresh bool
@@ -125,14 +137,21 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 		o.CacheDir = s
 		return nil
 	})
-	fs.Func("token-cache-storage", "token storage: disk or none (default disk)", func(s string) error {
+	fs.Func("token-cache-storage", "token storage: disk, keyring (the OS keychain; lock files stay on disk) or none (default disk)", func(s string) error {
 		switch s {
-		case "disk", "none":
+		case "disk", "keyring", "none":
 			o.Storage = s
 			return nil
 		}
-		return fmt.Errorf("unsupported storage %q (want disk or none)", s)
+		return fmt.Errorf("unsupported storage %q (want disk, keyring or none)", s)
 	})
+	// Flyte (see flyte.go).
+	fs.Func("flyte-endpoint", "Flyte deployment URL to discover the login from (client id, redirect URI, scopes); implies --oidc-use-access-token", func(s string) error {
+		o.FlyteEndpoint = normalizeFlyteEndpoint(s)
+		o.UseAccessToken = true
+		return nil
+	})
+	fs.Var(optionalBool{&o.ResendAuthParams}, "resend-auth-params", "resend the authorization request's parameters with the code exchange (default true with --flyte-endpoint)")
 	fs.BoolVar(&o.ForceRefresh, "force-refresh", false, "ignore a cached token that looks valid and refresh it")
 	fs.StringVar(&o.BrowserCommand, "browser-command", "", "command that opens the login URL, given as its last argument")
 	fs.BoolVar(&o.SkipOpenBrowser, "skip-open-browser", false, "print the login URL instead of opening a browser")
@@ -197,14 +216,18 @@ func (v verbosity) IsBoolFlag() bool { return true }
 
 // Validate reports missing or malformed options with ErrUsage.
 func (o *Options) Validate() error {
-	if o.IssuerURL == "" {
-		return fmt.Errorf("%w: --oidc-issuer-url is required", ErrUsage)
+	switch {
+	case o.FlyteEndpoint != "":
+		if err := o.validateFlyte(); err != nil {
+			return err
+		}
+	case o.IssuerURL == "":
+		return fmt.Errorf("%w: --oidc-issuer-url is required (or --flyte-endpoint)", ErrUsage)
 	}
-	u, err := url.Parse(o.IssuerURL)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+	if u, err := url.Parse(o.IssuerURL); o.IssuerURL != "" && (err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http")) {
 		return fmt.Errorf("%w: --oidc-issuer-url %q is not an http(s) URL", ErrUsage, o.IssuerURL)
 	}
-	if o.ClientID == "" {
+	if o.ClientID == "" && o.FlyteEndpoint == "" {
 		return fmt.Errorf("%w: --oidc-client-id is required", ErrUsage)
 	}
 	if o.RedirectURL != "" && len(o.ListenAddresses) > 0 {
@@ -230,9 +253,14 @@ func checkGrantType(s string) error {
 }
 
 // Scopes returns the scopes to request: openid first, then the extra scopes
-// in order, without duplicates.
+// in order, without duplicates. A Flyte login requests only the extra scopes
+// (those the deployment advertises, unless set): Flyte's authorization server
+// knows no openid scope.
 func (o *Options) Scopes() []string {
-	s := []string{"openid"}
+	var s []string
+	if o.FlyteEndpoint == "" {
+		s = append(s, "openid")
+	}
 	for _, v := range o.ExtraScopes {
 		if !slices.Contains(s, v) {
 			s = append(s, v)
@@ -243,6 +271,9 @@ func (o *Options) Scopes() []string {
 
 // Key returns the cache key of the token these options produce.
 func (o *Options) Key() cache.Key {
+	if o.FlyteEndpoint != "" {
+		return o.flyteKey()
+	}
 	return cache.Key{
 		Issuer:         o.IssuerURL,
 		ClientID:       o.ClientID,
@@ -251,3 +282,41 @@ func (o *Options) Key() cache.Key {
 		UseAccessToken: o.UseAccessToken,
 	}
 }
+
+// FromKey sets the options that make up a cache key from k, so that o.Key()
+// returns k again (`latchkey logout --all` rebuilds each login's options from
+// its entry this way).
+func (o *Options) FromKey(k cache.Key) {
+	o.IssuerURL, o.FlyteEndpoint = k.Issuer, ""
+	if ep, ok := strings.CutPrefix(k.Issuer, flyteKeyPrefix); ok {
+		o.IssuerURL, o.FlyteEndpoint = "", ep
+	}
+	o.ClientID, o.AuthParams, o.UseAccessToken = k.ClientID, k.ExtraParams, k.UseAccessToken
+	o.ExtraScopes = nil
+	for _, s := range k.Scopes {
+		if s != "openid" || o.FlyteEndpoint != "" {
+			o.ExtraScopes = append(o.ExtraScopes, s)
+		}
+	}
+}
+
+// optionalBool is a boolean flag whose absence is told apart from false.
+type optionalBool struct{ p **bool }
+
+func (b optionalBool) String() string {
+	if b.p == nil || *b.p == nil {
+		return ""
+	}
+	return strconv.FormatBool(**b.p)
+}
+
+func (b optionalBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("want true or false, got %q", s)
+	}
+	*b.p = &v
+	return nil
+}
+
+func (b optionalBool) IsBoolFlag() bool { return true }

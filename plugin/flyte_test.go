@@ -1,0 +1,371 @@
+package plugin
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/latchkey/latchkey/cache"
+	"github.com/latchkey/latchkey/plugin/idptest"
+)
+
+// fakeFlyte is a Flyte admin service reduced to its two unauthenticated
+// metadata endpoints, in front of an idptest provider that does the OAuth.
+type fakeFlyte struct {
+	URL string
+
+	mu       sync.Mutex
+	metadata map[string]any // RFC 8414 metadata
+	client   map[string]any // /config/v1/flyte_client
+	hits     int
+}
+
+func newFakeFlyte(t *testing.T, idp *idptest.Server, redirectURI string) *fakeFlyte {
+	t.Helper()
+	f := &fakeFlyte{
+		metadata: map[string]any{
+			"issuer":                           idp.URL,
+			"authorization_endpoint":           idp.URL + idptest.AuthorizePath,
+			"token_endpoint":                   idp.URL + idptest.TokenPath,
+			"jwks_uri":                         idp.URL + idptest.JWKSPath,
+			"revocation_endpoint":              idp.URL + idptest.RevocationPath,
+			"device_authorization_endpoint":    idp.URL + idptest.DeviceCodePath,
+			"response_types_supported":         []string{"code"},
+			"grant_types_supported":            []string{"authorization_code", "refresh_token"},
+			"code_challenge_methods_supported": []string{"S256"},
+			"scopes_supported":                 []string{"all", "offline"},
+		},
+		client: map[string]any{
+			"client_id":                  idptest.DefaultClientID,
+			"redirect_uri":               redirectURI,
+			"scopes":                     []string{"openid", "offline"}, // idptest insists on openid
+			"authorization_metadata_key": "flyte-authorization",
+			"service_http_endpoint":      "",
+			"audience":                   "https://flyte.example.com/api",
+		},
+	}
+	mux := http.NewServeMux()
+	serve := func(doc func() map[string]any) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			f.mu.Lock()
+			f.hits++
+			d := doc()
+			f.mu.Unlock()
+			if d == nil {
+				http.NotFound(w, r)
+				return
+			}
+			writeTestJSON(w, d)
+		}
+	}
+	mux.Handle("GET "+FlyteMetadataPath, serve(func() map[string]any { return f.metadata }))
+	mux.Handle("GET "+FlyteClientConfigPath, serve(func() map[string]any { return f.client }))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	f.URL = srv.URL
+	return f
+}
+
+func writeTestJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Write(b)
+}
+
+func (f *fakeFlyte) Hits() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.hits
+}
+
+func (f *fakeFlyte) set(doc, k string, v any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := f.metadata
+	if doc == "client" {
+		m = f.client
+	}
+	if v == nil {
+		delete(m, k)
+	} else {
+		m[k] = v
+	}
+}
+
+// localhostRedirect returns http://localhost:<free port>/callback, the form
+// of Flyte's fixed redirect URI.
+func localhostRedirect(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return "http://localhost:" + strconv.Itoa(port) + "/callback"
+}
+
+func (h *harness) flyteOptions(f *fakeFlyte) Options {
+	return Options{
+		FlyteEndpoint:  f.URL,
+		UseAccessToken: true,
+		CacheDir:       h.dir,
+		AuthTimeout:    h.options().AuthTimeout,
+	}
+}
+
+func TestFlyteLoginDiscoversEverything(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	redirect := localhostRedirect(t)
+	f := newFakeFlyte(t, h.idp, redirect)
+	o := h.flyteOptions(f)
+	// The access token's expiry after a browser login comes from
+	// x/oauth2, which reads the real clock.
+	h.clock.ns.Store(time.Now().UnixNano())
+
+	tok := h.mustToken(o)
+	e := h.entry(o)
+	if tok.Value != e.AccessToken || tok.Value == "" {
+		t.Error("a Flyte login does not output the access token")
+	}
+	a := h.idp.LastAuthorize()
+	want := map[string]string{
+		"client_id":    idptest.DefaultClientID,
+		"redirect_uri": redirect, // verbatim: localhost, Flyte's port
+		"scope":        "openid offline",
+		"audience":     "https://flyte.example.com/api",
+	}
+	got := map[string]string{}
+	for k := range want {
+		got[k] = a.Get(k)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("authorization request (-want +got):\n%s", diff)
+	}
+	// flytekit's add_request_auth_code_params_to_request_access_token_params.
+	tr := h.idp.LastToken()
+	for _, k := range []string{"client_id", "redirect_uri", "scope", "state", "audience", "code_challenge", "code_challenge_method"} {
+		if tr.Get(k) == "" || tr.Get(k) != a.Get(k) {
+			t.Errorf("token request %s = %q, want the authorization request's %q", k, tr.Get(k), a.Get(k))
+		}
+	}
+	if e.Key == nil || e.Key.Issuer != "flyte:"+f.URL || e.Provider.Issuer != h.idp.URL ||
+		e.Provider.Client == nil || e.Provider.Client.Endpoint != f.URL || e.Provider.Client.AuthorizationMetadataKey != "flyte-authorization" {
+		t.Errorf("entry key %+v, provider issuer %q, client config %+v; want the Flyte key and the cached client config", e.Key, e.Provider.Issuer, e.Provider.Client)
+	}
+
+	// The cached path: no network at all, not even the Flyte metadata.
+	before, hits := h.idp.Counts(), f.Hits()
+	if again := h.mustToken(o); again.Value != tok.Value {
+		t.Error("second call did not return the cached token")
+	}
+	if after := h.idp.Counts(); after != before || f.Hits() != hits {
+		t.Errorf("cached call talked to the network: IdP %+v -> %+v, Flyte %d -> %d requests", before, after, hits, f.Hits())
+	}
+
+	// A refresh uses the cached metadata and client configuration.
+	h.clock.Advance(idptest.DefaultTokenLifetime + time.Minute)
+	if next := h.mustToken(o); next.Value == tok.Value {
+		t.Error("expired token was not refreshed")
+	}
+	if got := h.idp.Counts(); got.Refresh != before.Refresh+1 || got.Discovery != 0 || f.Hits() != hits {
+		t.Errorf("refresh: IdP %+v, Flyte %d -> %d requests; want one refresh and no discovery", got, hits, f.Hits())
+	}
+	if got := h.browsers.Load(); got != 1 {
+		t.Errorf("browsers opened = %d, want 1", got)
+	}
+}
+
+func TestFlyteFlagsOverrideDiscovery(t *testing.T) {
+	h := newHarness(t, idptest.Config{ClientID: "my-cli"})
+	f := newFakeFlyte(t, h.idp, localhostRedirect(t))
+	o := h.flyteOptions(f)
+	o.ClientID = "my-cli"
+	o.ExtraScopes = []string{"openid", "email"}
+	o.RedirectURL = strings.Replace(localhostRedirect(t), "localhost", "127.0.0.1", 1)
+	o.AuthParams = map[string]string{"audience": "mine"}
+	o.IssuerURL = h.idp.URL // pinned, and right
+
+	h.mustToken(o)
+	a := h.idp.LastAuthorize()
+	want := map[string]string{"client_id": "my-cli", "scope": "openid email", "redirect_uri": o.RedirectURL, "audience": "mine"}
+	got := map[string]string{}
+	for k := range want {
+		got[k] = a.Get(k)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("authorization request (-want +got):\n%s", diff)
+	}
+	plain := h.flyteOptions(f)
+	if o.Key().ID() == plain.Key().ID() {
+		t.Error("explicit client id and scopes do not change the cache key")
+	}
+
+	// A pinned issuer that the metadata does not name is refused before
+	// any browser opens.
+	o.IssuerURL = "https://issuer.example.com"
+	o.ForceRefresh = true
+	_, err := h.token(o)
+	if !errors.Is(err, ErrDiscovery) || !strings.Contains(err.Error(), "--oidc-issuer-url") {
+		t.Errorf("pinned wrong issuer: %v, want ErrDiscovery naming --oidc-issuer-url", err)
+	}
+	if got := h.browsers.Load(); got != 1 {
+		t.Errorf("browsers opened = %d, want 1", got)
+	}
+}
+
+func TestFlyteResendAuthParamsOff(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	f := newFakeFlyte(t, h.idp, localhostRedirect(t))
+	o := h.flyteOptions(f)
+	off := false
+	o.ResendAuthParams = &off
+	h.mustToken(o)
+	if tr := h.idp.LastToken(); tr.Has("state") || tr.Has("scope") || tr.Has("code_challenge") {
+		t.Errorf("with ResendAuthParams false the token request resent the authorization parameters: %q", keys(tr))
+	}
+}
+
+func keys[M ~map[string]V, V any](m M) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func TestFlyteBadMetadata(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		doc, key string
+		value    any
+	}{
+		{"no issuer", "metadata", "issuer", nil},
+		{"no token endpoint", "metadata", "token_endpoint", nil},
+		{"plain PKCE only", "metadata", "code_challenge_methods_supported", []string{"plain"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, idptest.Config{})
+			f := newFakeFlyte(t, h.idp, localhostRedirect(t))
+			f.set(tc.doc, tc.key, tc.value)
+			_, err := h.token(h.flyteOptions(f))
+			if !errors.Is(err, ErrDiscovery) {
+				t.Errorf("Token: %v, want ErrDiscovery", err)
+			}
+			if got := h.browsers.Load(); got != 0 {
+				t.Errorf("browsers opened = %d, want 0", got)
+			}
+		})
+	}
+	t.Run("no client config", func(t *testing.T) {
+		h := newHarness(t, idptest.Config{})
+		f := newFakeFlyte(t, h.idp, localhostRedirect(t))
+		f.mu.Lock()
+		f.client = nil
+		f.mu.Unlock()
+		_, err := h.token(h.flyteOptions(f))
+		if !errors.Is(err, ErrDiscovery) || !strings.Contains(err.Error(), FlyteClientConfigPath) {
+			t.Errorf("Token: %v, want ErrDiscovery naming %s", err, FlyteClientConfigPath)
+		}
+	})
+}
+
+func TestFlyteLogoutRevokesWithDiscoveredClient(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	f := newFakeFlyte(t, h.idp, localhostRedirect(t))
+	o := h.flyteOptions(f)
+	h.mustToken(o)
+	res, err := h.client(o).Logout(t.Context())
+	if err != nil || res.RevokeErr != nil {
+		t.Fatalf("Logout: %v, %+v", err, res)
+	}
+	if diff := cmp.Diff([]string{"refresh_token", "access_token"}, res.Revoked); diff != "" {
+		t.Errorf("revoked (-want +got):\n%s", diff)
+	}
+	if got := h.idp.Counts().Revocation; got != 2 {
+		t.Errorf("revocation requests = %d, want 2", got)
+	}
+}
+
+func TestFlyteFlagsAndKey(t *testing.T) {
+	var o Options
+	fs := flag.NewFlagSet("get-token", flag.ContinueOnError)
+	o.RegisterFlags(fs)
+	if err := fs.Parse([]string{"--flyte-endpoint=dns:///flyte.example.com/", "--resend-auth-params=false", "--token-cache-storage=keyring"}); err != nil {
+		t.Fatal(err)
+	}
+	if o.FlyteEndpoint != "https://flyte.example.com" || !o.UseAccessToken || o.ResendAuthParams == nil || *o.ResendAuthParams || o.Storage != "keyring" {
+		t.Errorf("parsed %+v", o)
+	}
+	if err := o.Validate(); err != nil {
+		t.Errorf("Validate with only --flyte-endpoint: %v", err)
+	}
+	k := o.Key()
+	want := cache.Key{Issuer: "flyte:https://flyte.example.com", UseAccessToken: true}
+	if diff := cmp.Diff(want, k); diff != "" {
+		t.Errorf("Key (-want +got):\n%s", diff)
+	}
+
+	// FromKey is the inverse of Key, for Flyte and plain logins alike.
+	for _, o := range []Options{
+		{FlyteEndpoint: "https://flyte.example.com", ClientID: "c", ExtraScopes: []string{"all", "openid"}, UseAccessToken: true},
+		{IssuerURL: "https://issuer.example.com", ClientID: "k", ExtraScopes: []string{"email"}, AuthParams: map[string]string{"a": "b"}},
+	} {
+		var back Options
+		back.FromKey(o.Key())
+		if back.Key().ID() != o.Key().ID() {
+			t.Errorf("FromKey(%+v) gives key %+v", o.Key(), back.Key())
+		}
+	}
+
+	for _, bad := range []Options{{FlyteEndpoint: "https://"}, {FlyteEndpoint: "ftp://x"}, {FlyteEndpoint: "https://f", IssuerURL: "x"}} {
+		if err := bad.Validate(); !errors.Is(err, ErrUsage) {
+			t.Errorf("Validate(%+v) = %v, want ErrUsage", bad, err)
+		}
+	}
+}
+
+func TestKeyringClient(t *testing.T) {
+	if os.Getenv("LATCHKEY_KEYRING_TEST") != "1" {
+		t.Skip("set LATCHKEY_KEYRING_TEST=1 with a reachable OS keyring (hack/keyring-test.sh)")
+	}
+	h := newHarness(t, idptest.Config{})
+	o := h.options()
+	o.Storage = "keyring"
+	tok := h.mustToken(o)
+	t.Cleanup(func() { h.client(o).Logout(t.Context()) })
+	for name, content := range h.snapshot() {
+		if strings.Contains(content, tok.Value) {
+			t.Errorf("%s holds the token with --token-cache-storage=keyring", name)
+		}
+	}
+	before := h.idp.Counts()
+	if again := h.mustToken(o); again.Value != tok.Value {
+		t.Error("second call did not return the token from the keyring")
+	}
+	if after := h.idp.Counts(); after != before {
+		t.Errorf("cached call talked to the IdP: %+v -> %+v", before, after)
+	}
+	h.clock.Advance(idptest.DefaultTokenLifetime + time.Minute)
+	if next := h.mustToken(o); next.Value == tok.Value {
+		t.Error("refresh through the keyring did not return a new token")
+	}
+	if got := h.browsers.Load(); got != 1 {
+		t.Errorf("browsers opened = %d, want 1", got)
+	}
+}
