@@ -167,6 +167,10 @@ func (c *Client) cached() (*Token, *cache.Entry, error) {
 		}
 		return nil, e, nil
 	case errors.Is(err, cache.ErrNotFound):
+	case errors.Is(err, cache.ErrKeyring):
+		// The tokens are there but locked away: a browser login would
+		// not help, and would replace a good refresh token.
+		return nil, nil, fmt.Errorf("read tokens: %w", err)
 	default:
 		c.logger().Warn("ignoring unusable token cache entry", "err", err)
 	}
@@ -356,7 +360,10 @@ func (c *Client) authCodeLogin(ctx context.Context, hc *http.Client, p *cache.Pr
 		AccessToken:  res.Token.AccessToken,
 		TokenType:    res.Token.TokenType,
 		RefreshToken: res.Token.RefreshToken,
-		Expiry:       res.Token.Expiry,
+	}
+	// x/oauth2 computes Expiry with the real clock; use ours.
+	if d, ok := lifetime(res.Token.ExpiresIn); ok {
+		resp.Expiry = c.now().Add(d)
 	}
 	if s, ok := res.Token.Extra("id_token").(string); ok {
 		resp.IDToken = s

@@ -300,6 +300,18 @@ func (o *Options) FromKey(k cache.Key) {
 	}
 }
 
+// describe names the login the options are for, for messages.
+func (o *Options) describe() string {
+	who := o.IssuerURL
+	if o.FlyteEndpoint != "" {
+		who = "Flyte " + o.FlyteEndpoint
+	}
+	if o.ClientID != "" {
+		who += ", client " + o.ClientID
+	}
+	return who
+}
+
 // optionalBool is a boolean flag whose absence is told apart from false.
 type optionalBool struct{ p **bool }
 

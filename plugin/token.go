@@ -95,9 +95,17 @@ func cloneForm(v url.Values) url.Values {
 // providers send as a string. Missing, malformed, non-positive or absurdly
 // large values are reported as absent.
 func expiresIn(raw json.RawMessage) (time.Duration, bool) {
-	s := strings.Trim(string(raw), `"`)
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 || n > int64(maxExpiresIn/time.Second) {
+	n, err := strconv.ParseInt(strings.Trim(string(raw), `"`), 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return lifetime(n)
+}
+
+// lifetime converts an expires_in of n seconds, refusing non-positive and
+// absurdly large values.
+func lifetime(n int64) (time.Duration, bool) {
+	if n <= 0 || n > int64(maxExpiresIn/time.Second) {
 		return 0, false
 	}
 	return time.Duration(n) * time.Second, true

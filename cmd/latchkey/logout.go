@@ -48,7 +48,10 @@ Examples:
 					continue
 				}
 				oo := o
-				oo.IssuerURL, oo.ClientID, oo.ExtraScopes, oo.AuthParams, oo.UseAccessToken = e.Key.Issuer, e.Key.ClientID, e.Key.Scopes, e.Key.ExtraParams, e.Key.UseAccessToken
+				oo.FromKey(*e.Key)
+				if e.Secrets == cache.SecretsInKeyring {
+					oo.Storage = "keyring"
+				}
 				if c.logout(ctx, oo) != 0 {
 					code = 1
 				}
@@ -70,7 +73,13 @@ func (c *cli) logout(ctx context.Context, o plugin.Options) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	who := o.IssuerURL + " (client " + o.ClientID + ")"
+	who := o.IssuerURL
+	if o.FlyteEndpoint != "" {
+		who = o.FlyteEndpoint
+	}
+	if o.ClientID != "" {
+		who += " (client " + o.ClientID + ")"
+	}
 	switch {
 	case errors.Is(res.RevokeErr, plugin.ErrNoRevocation):
 		fmt.Fprintf(c.stderr, "latchkey: logged out of %s on this machine: removed %s; %v\n", who, res.Path, res.RevokeErr)

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -296,7 +297,8 @@ func TestExecAuthenticator(t *testing.T) {
 }
 
 func (e *env) key() cache.Key {
-	o := plugin.Options{IssuerURL: e.idp.URL, ClientID: idptest.DefaultClientID, ExtraScopes: []string{"email", "groups"}}
+	o := plugin.Options{IssuerURL: e.idp.URL, ClientID: idptest.DefaultClientID, ExtraScopes: []string{"email", "groups"},
+		UseAccessToken: slices.Contains(e.extra, "--oidc-use-access-token")}
 	return o.Key()
 }
 
@@ -368,7 +370,7 @@ func TestBadInput(t *testing.T) {
 		args       []string
 		want       string
 	}{
-		{"no issuer", execInfoV1, []string{"get-token", "--oidc-client-id=x"}, "--oidc-issuer-url is required"},
+		{"no issuer", execInfoV1, []string{"get-token", "--oidc-client-id=x"}, "--oidc-issuer-url"},
 		{"no client id", execInfoV1, []string{"get-token", "--oidc-issuer-url=" + e.idp.URL}, "--oidc-client-id is required"},
 		{"unknown flag", execInfoV1, []string{"get-token", "--oidc-issuer=x"}, "flag provided but not defined"},
 		{"unknown command", "", []string{"get-tokens"}, "unknown command"},

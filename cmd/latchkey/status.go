@@ -48,7 +48,7 @@ Examples:
 			fmt.Fprintln(tw, "ISSUER\tCLIENT\tSUBJECT\tSCOPES\tID TOKEN\tACCESS TOKEN\tREFRESH\tFILE")
 			for _, s := range st {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", or(s.Issuer, "?"), or(s.ClientID, "?"), or(s.Subject, "-"),
-					or(strings.Join(s.Scopes, ","), "-"), until(s.IDTokenExpiry, now), until(s.AccessTokenExpiry, now), yes(s.RefreshToken), s.Path)
+					or(strings.Join(s.Scopes, ","), "-"), until(s.IDTokenExpiry, now), until(s.AccessTokenExpiry, now), refresh(s), s.Path)
 			}
 			tw.Flush()
 			return 0
@@ -69,6 +69,7 @@ type status struct {
 	IDTokenExpiry     *time.Time        `json:"id_token_expiry,omitempty"`
 	AccessTokenExpiry *time.Time        `json:"access_token_expiry,omitempty"`
 	RefreshToken      bool              `json:"refresh_token"`
+	Storage           string            `json:"storage"`
 	LoginFailure      *cache.Failure    `json:"login_failure,omitempty"`
 	Error             string            `json:"error,omitempty"`
 	Path              string            `json:"path"`
@@ -107,6 +108,11 @@ func readStatus(c *cache.Cache, now time.Time) ([]status, error) {
 			s.AccessTokenExpiry = timePtr(e.Expiry)
 		}
 		s.RefreshToken = e.RefreshToken != ""
+		s.Storage = "disk"
+		if e.Secrets == cache.SecretsInKeyring {
+			// The tokens are in the OS keyring; status does not unlock it.
+			s.Storage = "keyring"
+		}
 		s.LoginFailure = e.LoginFailure
 		out = append(out, s)
 	}
@@ -140,8 +146,11 @@ func or(s, def string) string {
 	return s
 }
 
-func yes(b bool) string {
-	if b {
+func refresh(s status) string {
+	switch {
+	case s.Storage == "keyring":
+		return "(keyring)"
+	case s.RefreshToken:
 		return "yes"
 	}
 	return "no"

@@ -27,7 +27,7 @@ Examples:
   # flytectl / flytekit config.yaml
   admin:
     authType: ExternalCommand
-    command: ["latchkey", "token", "--oidc-issuer-url=https://issuer", "--oidc-client-id=flytectl"]
+    command: ["latchkey", "token", "--flyte-endpoint=https://flyte.example.com"]
 `,
 	ownsSignals: true,
 	flags: func(c *cli, fs *flag.FlagSet) func(context.Context) int {
