@@ -9,7 +9,7 @@ PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 win
 TOOLS     := $(GO) tool -modfile=hack/tools/go.mod
 TIMED     := hack/timed
 
-.PHONY: build test check unit fuzz stress e2e bench demo release cross clean
+.PHONY: build test check unit fuzz keyring stress e2e bench demo release cross clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/latchkey
@@ -19,6 +19,7 @@ test:
 	@$(TIMED) check  $(MAKE) --no-print-directory check
 	@$(TIMED) unit   $(MAKE) --no-print-directory unit
 	@$(TIMED) fuzz   $(MAKE) --no-print-directory fuzz
+	@$(TIMED) keyring $(MAKE) --no-print-directory keyring
 	@$(TIMED) stress $(MAKE) --no-print-directory stress
 	@$(TIMED) e2e    $(MAKE) --no-print-directory e2e
 
@@ -41,6 +42,10 @@ fuzz:
 			echo "fuzz $$pkg $$f"; $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
 		done; \
 	done
+
+# The keyring storage against a real Secret Service (gnome-keyring-daemon).
+keyring:
+	hack/keyring-test.sh
 
 # Many real processes racing for real locks (see README "Reliability").
 stress:
