@@ -43,6 +43,13 @@ var ErrAbandoned = errors.New("pkce: login abandoned before the authorization re
 // differs from Login.Issuer (or appears more than once), or it is missing while Login.RequireIss is set.
 var ErrIssuerMismatch = errors.New("pkce: authorization response issuer mismatch")
 
+// ErrConfig means a login configuration that cannot work: a redirect URL or listen address that is not a
+// loopback one, or an authorization request parameter that the protocol sets itself. Nothing has listened yet.
+var ErrConfig = errors.New("pkce: invalid login configuration")
+
+// ErrListen means no loopback listener could be opened (the port is in use).
+var ErrListen = errors.New("pkce: cannot listen for the redirect")
+
 // errNoCode is returned for an authorization response with the right state but neither code nor error
 // (RFC 6749 §4.1.2).
 var errNoCode = errors.New("pkce: authorization response has neither code nor error")
@@ -302,15 +309,27 @@ func (l *Login) validate() error {
 	if l.RequireIss && l.Issuer == "" {
 		return errors.New("pkce: RequireIss is set without Issuer")
 	}
-	for _, k := range slices.Sorted(maps.Keys(l.AuthParams)) {
+	return Validate(l.RedirectURL, l.ListenAddresses, l.AuthParams)
+}
+
+// Validate checks, without listening, the parts of a [Login] that come from a person's configuration: the redirect
+// URL or listen addresses must be loopback ones (RFC 8252 §7.3, §8.3), and the extra authorization request parameters
+// must not override the protocol's own. Errors wrap [ErrConfig].
+func Validate(redirectURL string, listenAddresses []string, authParams map[string]string) error {
+	for _, k := range slices.Sorted(maps.Keys(authParams)) {
 		if k == "" {
-			return errors.New("pkce: empty authorization request parameter name")
+			return fmt.Errorf("%w: empty authorization request parameter name", ErrConfig)
 		}
 		if slices.Contains(reservedParams, strings.ToLower(k)) {
-			return fmt.Errorf("pkce: authorization request parameter %q is set by the protocol and cannot be overridden", k)
+			return fmt.Errorf("%w: authorization request parameter %q is set by the protocol and cannot be overridden", ErrConfig, k)
 		}
 	}
-	return nil
+	if redirectURL != "" {
+		_, _, _, err := parseRedirectURL(redirectURL)
+		return err
+	}
+	_, err := parseListenAddresses(listenAddresses)
+	return err
 }
 
 // listen binds the loopback listeners and returns them with the redirect URI and the callback path.
@@ -331,32 +350,9 @@ func (l *Login) listen(ctx context.Context) (lns []net.Listener, redirectURL, ca
 // listenRedirectURL listens on the port of a fixed redirect URI (RFC 8252 §7.3): on 127.0.0.1 and [::1] for the host
 // localhost (§8.3), or on its loopback IP literal.
 func listenRedirectURL(ctx context.Context, redirectURL string) ([]net.Listener, string, error) {
-	u, err := url.Parse(redirectURL)
+	hosts, port, callbackPath, err := parseRedirectURL(redirectURL)
 	if err != nil {
-		return nil, "", fmt.Errorf("pkce: parse redirect URL: %w", err)
-	}
-	if u.Scheme != "http" {
-		return nil, "", fmt.Errorf("pkce: redirect URL %q: scheme must be http for a loopback redirect (RFC 8252 §7.3)", redirectURL)
-	}
-	if u.Opaque != "" || u.User != nil || u.Fragment != "" {
-		return nil, "", fmt.Errorf("pkce: redirect URL %q: must not have user info or a fragment (RFC 6749 §3.1.2)", redirectURL)
-	}
-	host, port := u.Hostname(), u.Port()
-	if port == "" {
-		port = "80"
-	}
-	if port == "0" {
-		return nil, "", fmt.Errorf("pkce: redirect URL %q: port must be fixed", redirectURL)
-	}
-	var hosts []string
-	if strings.EqualFold(host, "localhost") {
-		hosts = []string{"127.0.0.1", "::1"}
-	} else {
-		ip, err := loopbackIP(host)
-		if err != nil {
-			return nil, "", fmt.Errorf("pkce: redirect URL %q: %w", redirectURL, err)
-		}
-		hosts = []string{ip.String()}
+		return nil, "", err
 	}
 	var (
 		lc   net.ListenConfig
@@ -372,34 +368,52 @@ func listenRedirectURL(ctx context.Context, redirectURL string) ([]net.Listener,
 		lns = append(lns, ln)
 	}
 	if len(lns) == 0 {
-		return nil, "", fmt.Errorf("pkce: listen for redirect URL %q: %w", redirectURL, errors.Join(errs...))
-	}
-	callbackPath := u.Path
-	if callbackPath == "" {
-		callbackPath = "/"
+		return nil, "", fmt.Errorf("%w %q: %w", ErrListen, redirectURL, errors.Join(errs...))
 	}
 	return lns, callbackPath, nil
 }
 
-// listenFirst validates every address, then listens on the first one that binds.
-func listenFirst(ctx context.Context, addresses []string) (net.Listener, error) {
-	if len(addresses) == 0 {
-		addresses = []string{"127.0.0.1:0"}
+// parseRedirectURL checks a fixed loopback redirect URI and returns the hosts and port to listen on and the callback
+// path.
+func parseRedirectURL(redirectURL string) (hosts []string, port, callbackPath string, err error) {
+	u, err := url.Parse(redirectURL)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("%w: parse redirect URL: %w", ErrConfig, err)
 	}
-	resolved := make([]string, len(addresses))
-	for i, a := range addresses {
-		host, port, err := net.SplitHostPort(a)
-		if err != nil {
-			return nil, fmt.Errorf("pkce: listen address %q: %w", a, err)
-		}
-		if strings.EqualFold(host, "localhost") {
-			host = "127.0.0.1"
-		}
+	if u.Scheme != "http" {
+		return nil, "", "", fmt.Errorf("%w: redirect URL %q: scheme must be http for a loopback redirect (RFC 8252 §7.3)", ErrConfig, redirectURL)
+	}
+	if u.Opaque != "" || u.User != nil || u.Fragment != "" {
+		return nil, "", "", fmt.Errorf("%w: redirect URL %q: must not have user info or a fragment (RFC 6749 §3.1.2)", ErrConfig, redirectURL)
+	}
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		port = "80"
+	}
+	if port == "0" {
+		return nil, "", "", fmt.Errorf("%w: redirect URL %q: port must be fixed", ErrConfig, redirectURL)
+	}
+	if strings.EqualFold(host, "localhost") {
+		hosts = []string{"127.0.0.1", "::1"}
+	} else {
 		ip, err := loopbackIP(host)
 		if err != nil {
-			return nil, fmt.Errorf("pkce: listen address %q: %w", a, err)
+			return nil, "", "", fmt.Errorf("%w: redirect URL %q: %w", ErrConfig, redirectURL, err)
 		}
-		resolved[i] = net.JoinHostPort(ip.String(), port)
+		hosts = []string{ip.String()}
+	}
+	callbackPath = u.Path
+	if callbackPath == "" {
+		callbackPath = "/"
+	}
+	return hosts, port, callbackPath, nil
+}
+
+// listenFirst validates every address, then listens on the first one that binds.
+func listenFirst(ctx context.Context, addresses []string) (net.Listener, error) {
+	resolved, err := parseListenAddresses(addresses)
+	if err != nil {
+		return nil, err
 	}
 	var (
 		lc   net.ListenConfig
@@ -412,7 +426,31 @@ func listenFirst(ctx context.Context, addresses []string) (net.Listener, error) 
 		}
 		errs = append(errs, err)
 	}
-	return nil, fmt.Errorf("pkce: no listen address available: %w", errors.Join(errs...))
+	return nil, fmt.Errorf("%w: no listen address available: %w", ErrListen, errors.Join(errs...))
+}
+
+// parseListenAddresses checks that every address is a loopback host:port ("localhost" meaning 127.0.0.1) and
+// returns them with IP literals; none means 127.0.0.1:0.
+func parseListenAddresses(addresses []string) ([]string, error) {
+	if len(addresses) == 0 {
+		addresses = []string{"127.0.0.1:0"}
+	}
+	resolved := make([]string, len(addresses))
+	for i, a := range addresses {
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return nil, fmt.Errorf("%w: listen address %q: %w", ErrConfig, a, err)
+		}
+		if strings.EqualFold(host, "localhost") {
+			host = "127.0.0.1"
+		}
+		ip, err := loopbackIP(host)
+		if err != nil {
+			return nil, fmt.Errorf("%w: listen address %q: %w", ErrConfig, a, err)
+		}
+		resolved[i] = net.JoinHostPort(ip.String(), port)
+	}
+	return resolved, nil
 }
 
 // loopbackIP parses host as an IP literal and requires a loopback address (RFC 8252 §7.3, §8.3).

@@ -88,6 +88,7 @@ type Token struct {
 // is none, run a browser login. A provider that cannot be reached is an
 // error: it never starts a browser login, and the cache keeps its entry.
 func (c *Client) Token(ctx context.Context) (*Token, error) {
+	start := c.now()
 	t, seen, err := c.cached()
 	if t != nil || err != nil {
 		return t, err
@@ -99,8 +100,7 @@ func (c *Client) Token(ctx context.Context) (*Token, error) {
 		return c.renew(ctx, nil, nil, id)
 	}
 
-	start := c.now()
-	lock, waited, err := c.lock(ctx, store, id)
+	lock, err := c.lock(ctx, store, id)
 	if err != nil {
 		return nil, err
 	}
@@ -109,26 +109,41 @@ func (c *Client) Token(ctx context.Context) (*Token, error) {
 			c.logger().Debug("unlock token cache", "err", err)
 		}
 	}()
-	// Another process may have refreshed or logged in while this one waited.
-	e, err := store.Load(id)
-	switch {
-	case err == nil:
+	// Another process may have refreshed or logged in meanwhile.
+	e, err := c.load(store, id)
+	if err != nil {
+		return nil, err
+	}
+	if e != nil {
 		if t := c.fresh(e); t != nil && (!o.ForceRefresh || !sameTokens(e, seen)) {
 			c.logger().Debug("using token another process obtained", "expiry", t.Expiry)
 			return t, nil
 		}
-		if f := e.LoginFailure; f != nil && waited && !f.At.Before(start) {
-			// The login this process waited for failed; retrying it at
-			// once would only open another browser tab.
+		if f := e.LoginFailure; f != nil && !f.At.Before(start) {
+			// A login failed after this process started: it was the
+			// login this one waited for. Retrying it at once would only
+			// open another browser tab.
 			return nil, fmt.Errorf("%w in another latchkey process: %s", ErrLoginFailed, f.Reason)
 		}
-	case errors.Is(err, cache.ErrNotFound):
-		e = nil
-	default:
-		c.logger().Warn("ignoring unusable token cache entry", "err", err)
-		e = nil
 	}
 	return c.renew(ctx, store, e, id)
+}
+
+// load reads id's entry: nil if there is none or it is damaged (a login
+// will replace it), an error if the OS keyring holding its tokens cannot be
+// read (a login would not help and would replace a good refresh token).
+func (c *Client) load(store *cache.Cache, id string) (*cache.Entry, error) {
+	e, err := store.Load(id)
+	switch {
+	case err == nil:
+		return e, nil
+	case errors.Is(err, cache.ErrNotFound):
+	case errors.Is(err, cache.ErrKeyring):
+		return nil, fmt.Errorf("read tokens: %w", err)
+	default:
+		c.logger().Warn("ignoring unusable token cache entry", "err", err)
+	}
+	return nil, nil
 }
 
 // ErrLoginFailed reports a browser login that failed or was abandoned.
@@ -158,40 +173,30 @@ func (c *Client) cached() (*Token, *cache.Entry, error) {
 	if store == nil {
 		return nil, nil, nil
 	}
-	e, err := store.Load(o.Key().ID())
-	switch {
-	case err == nil:
-		if t := c.fresh(e); t != nil && !o.ForceRefresh {
-			c.logger().Debug("using cached token", "expiry", t.Expiry)
-			return t, nil, nil
-		}
-		return nil, e, nil
-	case errors.Is(err, cache.ErrNotFound):
-	case errors.Is(err, cache.ErrKeyring):
-		// The tokens are there but locked away: a browser login would
-		// not help, and would replace a good refresh token.
-		return nil, nil, fmt.Errorf("read tokens: %w", err)
-	default:
-		c.logger().Warn("ignoring unusable token cache entry", "err", err)
+	e, err := c.load(store, o.Key().ID())
+	if e == nil || err != nil {
+		return nil, nil, err
 	}
-	return nil, nil, nil
+	if t := c.fresh(e); t != nil && !o.ForceRefresh {
+		c.logger().Debug("using cached token", "expiry", t.Expiry)
+		return t, nil, nil
+	}
+	return nil, e, nil
 }
 
 // lock takes the key's lock, telling the person when it has to wait.
-// It reports whether it had to wait.
-func (c *Client) lock(ctx context.Context, store *cache.Cache, id string) (*cache.Lock, bool, error) {
+func (c *Client) lock(ctx context.Context, store *cache.Cache, id string) (*cache.Lock, error) {
 	l, ok, err := store.TryLock(id)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	if ok {
-		return l, false, nil
+		return l, nil
 	}
 	c.logger().Info("waiting for another latchkey process to finish (lock " + store.LockPath(id) + ")")
 	ctx, cancel := context.WithTimeout(ctx, c.authTimeout()+lockSlack)
 	defer cancel()
-	l, err = store.Lock(ctx, id)
-	return l, true, err
+	return store.Lock(ctx, id)
 }
 
 // renew refreshes e's token or, failing that, logs in; it saves the result
@@ -208,24 +213,30 @@ func (c *Client) renew(ctx context.Context, store *cache.Cache, e *cache.Entry, 
 				return nil, err
 			}
 		}
-		next, err := c.with(p).refresh(ctx, hc, p, e)
-		if err != nil && !errors.Is(err, errRefreshRefused) && p == e.Provider {
-			// The cached metadata may be stale (the token endpoint
-			// moved): check once against fresh metadata.
+		r, err := c.with(p).redeem(ctx, hc, p, e.RefreshToken)
+		if errors.Is(err, errNotDelivered) && p == e.Provider {
+			// The request never reached a token endpoint, so the
+			// refresh token is unspent; the cached metadata may be stale
+			// (the endpoint moved): check once against fresh metadata.
 			if fresh, derr := c.provider(ctx, hc); derr == nil && fresh.TokenEndpoint != p.TokenEndpoint {
 				c.logger().Debug("token endpoint changed, refreshing again", "token_endpoint", fresh.TokenEndpoint)
 				p = fresh
-				next, err = c.with(p).refresh(ctx, hc, p, e)
+				r, err = c.with(p).redeem(ctx, hc, p, e.RefreshToken)
 			}
 		}
-		switch {
-		case err == nil:
-			return c.save(store, id, next)
-		case errors.Is(err, errRefreshRefused):
-			c.logger().Info("refresh token no longer accepted, logging in again", "reason", err)
-		default:
+		if err == nil {
+			// The old refresh token is spent: keep the new one before
+			// anything else can fail.
+			e = c.keepRotated(store, id, e, r.RefreshToken)
+			var next *cache.Entry
+			if next, err = c.with(p).entry(ctx, hc, p, r, "", e); err == nil {
+				return c.save(store, id, next)
+			}
+		}
+		if !errors.Is(err, errRefreshRefused) {
 			return nil, err
 		}
+		c.logger().Info("refresh token no longer accepted, logging in again", "reason", err)
 	}
 	if p == nil || c.now().Sub(p.FetchedAt) > time.Minute {
 		// A login follows; use fresh metadata for it.
@@ -264,7 +275,9 @@ func (c *Client) coolingDown(f *cache.Failure) error {
 // waiting behind it and for the cool-down. The refresh token, if any, is
 // dropped: the login was needed because it no longer works.
 func (c *Client) recordFailure(store *cache.Cache, id string, e *cache.Entry, err error) {
-	if store == nil {
+	if store == nil || errors.Is(err, ErrUsage) || errors.Is(err, pkce.ErrConfig) || errors.Is(err, pkce.ErrListen) || errors.Is(err, ErrNoTerminal) {
+		// Not a login the person failed or abandoned: nothing for
+		// others to wait out.
 		return
 	}
 	var next cache.Entry
@@ -462,27 +475,51 @@ type tokenResponse struct {
 	Expiry       time.Time       `json:"-"`
 }
 
-// refresh redeems e's refresh token (RFC 6749 §6), resending the scopes so
+// redeem sends a refresh request (RFC 6749 §6), resending the scopes so
 // providers that narrow them on refresh (Okta) keep the groups claim. A
-// refusal of the refresh token wraps errRefreshRefused; any other failure
-// (network, 5xx) is returned as is, since a new login would not cure it.
-func (c *Client) refresh(ctx context.Context, hc *http.Client, p *cache.Provider, e *cache.Entry) (*cache.Entry, error) {
+// refusal of the refresh token itself (400 or 401 with invalid_grant, or
+// Dex's invalid_request for a reused one) wraps errRefreshRefused; any other
+// failure (network, 5xx) is returned as is, since a new login would not
+// cure it.
+func (c *Client) redeem(ctx context.Context, hc *http.Client, p *cache.Provider, refreshToken string) (*tokenResponse, error) {
 	cfg := c.oauth2Config(p)
 	form := url.Values{
 		"grant_type":    {"refresh_token"},
-		"refresh_token": {e.RefreshToken},
+		"refresh_token": {refreshToken},
 		"scope":         {strings.Join(cfg.Scopes, " ")},
 	}
 	r, err := postToken(ctx, hc, cfg, form, c.now())
 	if err != nil {
 		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && slices.Contains([]string{"invalid_grant", "invalid_request"}, re.ErrorCode) {
+		if errors.As(err, &re) && re.Response != nil && (re.Response.StatusCode == http.StatusBadRequest || re.Response.StatusCode == http.StatusUnauthorized) &&
+			slices.Contains([]string{"invalid_grant", "invalid_request"}, re.ErrorCode) {
 			return nil, fmt.Errorf("%w: %w", errRefreshRefused, err)
 		}
 		return nil, fmt.Errorf("refresh token: %w", err)
 	}
-	c.logger().Debug("refreshed token", "rotated", r.RefreshToken != "" && r.RefreshToken != e.RefreshToken)
-	return c.entry(ctx, hc, p, r, "", e)
+	c.logger().Debug("refreshed token", "rotated", r.RefreshToken != "" && r.RefreshToken != refreshToken)
+	return r, nil
+}
+
+// keepRotated saves a rotated refresh token at once (RFC 9700 §4.14.2: the
+// old one is spent, and replaying it may revoke the whole family). If that
+// save fails the entry is deleted, so that the spent token is never sent
+// again; the caller goes on with the new token in memory.
+func (c *Client) keepRotated(store *cache.Cache, id string, e *cache.Entry, refreshToken string) *cache.Entry {
+	if refreshToken == "" || refreshToken == e.RefreshToken {
+		return e
+	}
+	next := *e
+	next.RefreshToken = refreshToken
+	if store != nil {
+		if err := store.Save(id, &next); err != nil {
+			c.logger().Warn("could not save the rotated refresh token; forgetting the spent one", "err", err)
+			if err := store.Delete(id); err != nil {
+				c.logger().Warn("could not delete the token cache entry", "err", err)
+			}
+		}
+	}
+	return &next
 }
 
 func (c *Client) cache() *cache.Cache {

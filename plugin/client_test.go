@@ -360,7 +360,7 @@ func TestLoginCooldown(t *testing.T) {
 		name    string
 		advance time.Duration
 		force   bool
-	}{{"force", 0, true}, {"expired", 61 * time.Second, false}} {
+	}{{"force", time.Second, true}, {"expired", 61 * time.Second, false}} {
 		h.idp.SetDeny("access_denied")
 		h.idp.RevokeAll()
 		h.clock.Advance(2 * idptest.DefaultTokenLifetime)
@@ -577,5 +577,55 @@ func TestCacheDirExpandsHome(t *testing.T) {
 	home, _ := os.UserHomeDir()
 	if want := filepath.Join(home, ".kube/cache/oidc-login"); o.CacheDir != want {
 		t.Errorf("CacheDir = %q, want %q", o.CacheDir, want)
+	}
+}
+
+// TestRotatedRefreshTokenSurvivesABadResponse: once the provider has
+// answered a refresh, the old refresh token is spent; the new one must be
+// kept even if the rest of the response is unusable, or the next call would
+// replay the spent token (and reuse detection revoke the family).
+func TestRotatedRefreshTokenSurvivesABadResponse(t *testing.T) {
+	h := newHarness(t, idptest.Config{ReuseRevokesFamily: true})
+	o := h.options()
+	h.mustToken(o)
+	old := h.entry(o).RefreshToken
+	h.idp.SetIDTokenLifetime(-time.Minute) // refreshes return expired ID tokens
+	h.clock.Advance(2 * idptest.DefaultTokenLifetime)
+	if _, err := h.token(o); err == nil {
+		t.Fatal("an expired ID token was accepted")
+	}
+	if rt := h.entry(o).RefreshToken; rt == old || rt == "" {
+		t.Fatal("the rotated refresh token was not kept")
+	}
+	h.idp.SetIDTokenLifetime(time.Hour)
+	h.mustToken(o)
+	if c := h.idp.Counts(); c.RefreshRejected != 0 || c.Refresh != 2 {
+		t.Errorf("refreshes = %d, rejected %d; want 2, 0 (no replay)", c.Refresh, c.RefreshRejected)
+	}
+	if got := h.browsers.Load(); got != 1 {
+		t.Errorf("browsers opened = %d, want 1", got)
+	}
+}
+
+// TestBadLoopbackOptionsTouchNothing: options that can only fail at login
+// fail before anything is read or written.
+func TestBadLoopbackOptionsTouchNothing(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	for _, mod := range []func(*Options){
+		func(o *Options) { o.ListenAddresses = []string{"0.0.0.0:0"} },
+		func(o *Options) { o.RedirectURL = "https://example.com/callback" },
+		func(o *Options) { o.AuthParams = map[string]string{"state": "x"} },
+	} {
+		o := h.options()
+		mod(&o)
+		if _, err := h.token(o); !errors.Is(err, ErrUsage) {
+			t.Errorf("err = %v, want ErrUsage", err)
+		}
+	}
+	if s := h.snapshot(); len(s) != 0 {
+		t.Errorf("cache written: %v", s)
+	}
+	if h.idp.Counts() != (idptest.Counts{}) {
+		t.Errorf("the IdP was contacted: %+v", h.idp.Counts())
 	}
 }

@@ -41,7 +41,7 @@ func (c *Client) Logout(ctx context.Context) (*Logout, error) {
 		return nil, fmt.Errorf("%w: nothing is cached with --token-cache-storage=none", ErrNoEntry)
 	}
 	id := o.Key().ID()
-	lock, _, err := c.lock(ctx, store, id)
+	lock, err := c.lock(ctx, store, id)
 	if err != nil {
 		return nil, err
 	}

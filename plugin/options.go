@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/latchkey/latchkey/cache"
+	"github.com/latchkey/latchkey/pkce"
 )
 
 // ErrUsage reports options that cannot work together or are missing.
@@ -235,6 +236,16 @@ func (o *Options) Validate() error {
 	}
 	if err := checkGrantType(o.GrantType); err != nil {
 		return fmt.Errorf("%w: --grant-type: %w", ErrUsage, err)
+	}
+	// The loopback redirect is checked now, not when a login needs it:
+	// bad input must fail before anything is read or written. A keyboard
+	// login redirects nowhere local, so any redirect URL suits it.
+	redirect, listen := o.RedirectURL, o.ListenAddresses
+	if o.GrantType == GrantAuthCodeKeyboard {
+		redirect, listen = "", nil
+	}
+	if err := pkce.Validate(redirect, listen, o.AuthParams); err != nil {
+		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	return nil
 }

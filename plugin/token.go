@@ -3,9 +3,11 @@ package plugin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -14,6 +16,11 @@ import (
 
 	"golang.org/x/oauth2"
 )
+
+// errNotDelivered marks a token request that certainly reached no token
+// endpoint (no connection, or a 404 where the endpoint should be), so a
+// refresh token sent with it is unspent and may be sent elsewhere.
+var errNotDelivered = errors.New("token request not delivered")
 
 // maxTokenResponseBytes caps what latchkey reads of a token response.
 const maxTokenResponseBytes = 1 << 20
@@ -42,6 +49,12 @@ func postToken(ctx context.Context, hc *http.Client, cfg *oauth2.Config, form ur
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
+		var dns *net.DNSError
+		var op *net.OpError
+		if errors.As(err, &dns) || errors.As(err, &op) && op.Op == "dial" {
+			// The request never left: nothing was redeemed.
+			return nil, fmt.Errorf("%w: token request: %w", errNotDelivered, err)
+		}
 		return nil, fmt.Errorf("token request: %w", err)
 	}
 	defer resp.Body.Close()
@@ -61,17 +74,20 @@ func postToken(ctx context.Context, hc *http.Client, cfg *oauth2.Config, form ur
 		}
 		if re.ErrorCode == "" {
 			// Keep unknown bodies (proxies' HTML pages) out of messages.
-			re.Body = nil
-			return nil, fmt.Errorf("token request: %s from %s", resp.Status, cfg.Endpoint.TokenURL)
+			err := fmt.Errorf("token request: %s from %s", resp.Status, cfg.Endpoint.TokenURL)
+			switch resp.StatusCode {
+			case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusGone:
+				// No token endpoint there: nothing was redeemed.
+				return nil, fmt.Errorf("%w: %w", errNotDelivered, err)
+			}
+			return nil, err
 		}
 		return nil, re
 	}
-	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct != "" && ct != "application/json" {
-		return nil, fmt.Errorf("token request: response is %s, not JSON", ct)
-	}
 	var r tokenResponse
 	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("token request: decode response: %v", err)
+		ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+		return nil, fmt.Errorf("token request: decode %s response: %w", ct, err)
 	}
 	if r.AccessToken == "" {
 		return nil, fmt.Errorf("token request: response has no access_token")
