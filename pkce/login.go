@@ -268,6 +268,11 @@ func (l *Login) await(ctx context.Context, h *callbackHandler, cfg *oauth2.Confi
 	}
 	opts = append(opts, oauth2.VerifierOption(verifier))
 	tok, err := cfg.Exchange(ctx, cb.code, opts...)
+	if re := (*oauth2.RetrieveError)(nil); errors.As(err, &re) && re.ErrorCode == "" && re.Response != nil {
+		// x/oauth2 quotes the raw body of a response without an error
+		// code (a proxy's page); keep it out of messages and logs.
+		err = fmt.Errorf("token endpoint answered %s", re.Response.Status)
+	}
 	if err != nil {
 		err = fmt.Errorf("pkce: exchange the authorization code: %w", err)
 		cb.verdict <- err

@@ -57,7 +57,11 @@ func (b *Browser) Open(ctx context.Context, url string) error {
 	}
 	fmt.Fprintf(w, "latchkey: opening a browser to log in; if none opens, visit:\n\n    %s\n\n", url)
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = w, w
+	// Through a pipe, never the inherited descriptor: a browser lives on
+	// after latchkey exits, and holding a caller's stderr pipe open would
+	// keep an IDE that reads it to EOF waiting until the browser quits.
+	cmd.Stdout = struct{ io.Writer }{w}
+	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start browser %s: %w", argv[0], err)
 	}

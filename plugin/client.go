@@ -409,6 +409,13 @@ func (c *Client) entry(ctx context.Context, hc *http.Client, p *cache.Provider, 
 		if err != nil {
 			return nil, err
 		}
+		if prev != nil && prev.IDToken != "" {
+			// OIDC Core §12.2: a refreshed ID token is about the same
+			// person.
+			if old, err := ParseClaims(prev.IDToken); err == nil && old.Subject != idt.Subject {
+				return nil, fmt.Errorf("verify ID token: the refreshed token is for subject %q, not %q", idt.Subject, old.Subject)
+			}
+		}
 		e.IDToken, e.IDTokenExpiry = r.IDToken, idt.Expiry
 	case prev != nil && o.UseAccessToken:
 		// OIDC Core §12.2: a refresh need not return an ID token.
@@ -454,7 +461,9 @@ func (c *Client) verify(ctx context.Context, hc *http.Client, p *cache.Provider,
 	if err := idt.Claims(&claims); err != nil {
 		return nil, fmt.Errorf("verify ID token: %w", err)
 	}
-	if len(idt.Audience) > 1 && claims.AZP != c.Options.ClientID {
+	// §3.1.3.7 items 4-5: with several audiences azp is required, and
+	// when present it must be this client.
+	if (len(idt.Audience) > 1 || claims.AZP != "") && claims.AZP != c.Options.ClientID {
 		return nil, fmt.Errorf("verify ID token: azp %q is not the client id", claims.AZP)
 	}
 	return idt, nil

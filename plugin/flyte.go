@@ -211,6 +211,12 @@ func discoverFlyte(ctx context.Context, hc *http.Client, endpoint, want string, 
 		return nil, fmt.Errorf("%w: %s does not support PKCE with S256 (code_challenge_methods_supported %q)", ErrDiscovery, u, m.CodeChallengeMethods)
 	}
 
+	// The endpoint is what the person configured; the issuer it names is
+	// trusted, but not to downgrade the endpoints to http.
+	if err := checkEndpoints(endpoint, &p); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrDiscovery, u, err)
+	}
+
 	cu := endpoint + FlyteClientConfigPath
 	var cc cache.ClientConfig
 	if err := getJSON(ctx, hc, cu, &cc); err != nil {

@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -71,7 +72,23 @@ func newHTTPClient(o *Options) (*http.Client, error) {
 		cfg.InsecureSkipVerify = o.InsecureSkipTLSVerify
 		t.TLSClientConfig = cfg
 	}
-	return &http.Client{Transport: t, Timeout: requestTimeout}, nil
+	return &http.Client{Transport: t, Timeout: requestTimeout, CheckRedirect: checkRedirect}, nil
+}
+
+// checkRedirect lets the provider client follow redirects of GET requests
+// (discovery, keys) that do not go from https to http. A token or
+// revocation request (POST) is never redirected: a 307 would resend the
+// refresh token, code or verifier to wherever it points.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	switch {
+	case len(via) >= 10:
+		return errors.New("stopped after 10 redirects")
+	case req.Method != http.MethodGet:
+		return fmt.Errorf("refusing to follow a redirect of a %s request to %s", req.Method, req.URL.Redacted())
+	case via[0].URL.Scheme == "https" && req.URL.Scheme != "https":
+		return fmt.Errorf("refusing a redirect from https to %s", req.URL.Redacted())
+	}
+	return nil
 }
 
 // discover fetches the OpenID Provider metadata of issuer (OpenID Connect
@@ -88,6 +105,9 @@ func discover(ctx context.Context, hc *http.Client, issuer string, now time.Time
 	}
 	if p.AuthorizationEndpoint == "" || p.TokenEndpoint == "" || p.JWKSURI == "" {
 		return nil, fmt.Errorf("%w: %s lacks authorization_endpoint, token_endpoint or jwks_uri", ErrDiscovery, u)
+	}
+	if err := checkEndpoints(issuer, &p); err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrDiscovery, u, err)
 	}
 	jwks, err := fetchJWKS(ctx, hc, p.JWKSURI)
 	if err != nil {
@@ -200,4 +220,41 @@ func verifyWith(jws *jose.JSONWebSignature, raw json.RawMessage) ([]byte, error)
 		}
 	}
 	return nil, errors.New("no provider key verifies the ID token signature")
+}
+
+// checkEndpoints requires https for the endpoints that receive or hand out
+// secrets when the issuer itself is https (RFC 8414 §2, RFC 6749 §3.2): an
+// attacker who can rewrite metadata must not downgrade them. Loopback
+// endpoints are exempt, for tests and local providers.
+func checkEndpoints(issuer string, p *cache.Provider) error {
+	if !strings.HasPrefix(issuer, "https://") {
+		return nil
+	}
+	for name, e := range map[string]string{
+		"authorization_endpoint":        p.AuthorizationEndpoint,
+		"token_endpoint":                p.TokenEndpoint,
+		"jwks_uri":                      p.JWKSURI,
+		"device_authorization_endpoint": p.DeviceAuthorizationEndpoint,
+		"revocation_endpoint":           p.RevocationEndpoint,
+	} {
+		if e == "" {
+			continue
+		}
+		u, err := url.Parse(e)
+		if err != nil {
+			return fmt.Errorf("%s %q: %w", name, e, err)
+		}
+		if u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())) {
+			return fmt.Errorf("%s %q is not https", name, e)
+		}
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -47,13 +47,17 @@ func (u execUser) yaml(name, indent string) []string {
 
 // errKubeconfigLayout reports a kubeconfig whose users list latchkey does
 // not edit (flow style, or not a list): the printed kubectl command does.
-var errKubeconfigLayout = errors.New("the users list is not in the block style latchkey edits; run the kubectl command above instead")
+var errKubeconfigLayout = errors.New("the kubeconfig is not in the layout latchkey edits (one block-style users list, LF line ends); run the kubectl command above instead")
 
 // setKubeconfigUser sets the user called name in the kubeconfig at path to
 // u, creating the file if needed. Only that user's lines change: the rest of
 // the file, comments and formatting included, stays byte for byte. The old
 // file is kept as path + ".bak"; the new one replaces it atomically.
 func setKubeconfigUser(path, name string, u execUser) error {
+	// Write through a symbolic link, not over it.
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
 	old, err := os.ReadFile(path)
 	mode := fs.FileMode(0o600)
 	switch {
@@ -88,12 +92,17 @@ func withUser(doc, name string, u execUser) (string, error) {
 	if strings.TrimSpace(doc) == "" {
 		doc = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\ncurrent-context: \"\"\npreferences: {}\nusers: []\n"
 	}
+	if strings.Contains(doc, "\r") {
+		return "", errKubeconfigLayout
+	}
 	lines := strings.Split(strings.TrimSuffix(doc, "\n"), "\n")
 	key := -1
 	for i, l := range lines {
 		if l == "users:" || strings.HasPrefix(l, "users:") && (l[6] == ' ' || l[6] == '\t') {
+			if key >= 0 {
+				return "", errKubeconfigLayout // two users keys
+			}
 			key = i
-			break
 		}
 	}
 	if key < 0 {
@@ -131,6 +140,9 @@ func withUser(doc, name string, u execUser) (string, error) {
 				return "", errKubeconfigLayout
 			}
 			indent = ind
+		}
+		if ind == indent && (strings.HasPrefix(t, "- {") || strings.HasPrefix(t, "- [")) {
+			return "", errKubeconfigLayout // an item in flow style
 		}
 		if ind == indent && (strings.HasPrefix(t, "- ") || t == "-") {
 			if len(items) > 0 {

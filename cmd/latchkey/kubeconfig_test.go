@@ -82,6 +82,9 @@ func TestWithUserRefusesFlowStyle(t *testing.T) {
 	for _, doc := range []string{
 		"users: [{name: admin, user: {token: x}}]\n",
 		"users:\n  name: admin\n",
+		"users:\r\n- name: admin\r\n  user: {}\r\n",
+		"users:\n- {name: oidc, user: {}}\n",
+		"users:\n- name: a\n  user: {}\nusers:\n- name: b\n  user: {}\n",
 	} {
 		if _, err := withUser(doc, "oidc", execUser{}); !errors.Is(err, errKubeconfigLayout) {
 			t.Errorf("withUser(%q) error = %v, want errKubeconfigLayout", doc, err)

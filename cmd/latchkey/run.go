@@ -108,7 +108,8 @@ func (c *cli) run(ctx context.Context, cmd command, args []string) int {
 // interruptible returns ctx cancelled on SIGINT or SIGTERM, so that a login
 // in progress shuts its listener down and records its failure.
 func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	// SIGHUP: the terminal running a login was closed.
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 }
 
 // parseFlags parses args into fs without printing anything: errors come back
