@@ -40,13 +40,6 @@ var ErrStateMismatch = errors.New("authorization response state mismatch")
 // maxPastedBytes caps one pasted line.
 const maxPastedBytes = 64 << 10
 
-// reservedAuthParams are the authorization request parameters the keyboard
-// login sets itself; Options.AuthParams may not set them (as in pkce.Login).
-var reservedAuthParams = []string{
-	"client_id", "code_challenge", "code_challenge_method", "code_verifier", "nonce", "redirect_uri",
-	"response_type", "scope", "state",
-}
-
 // keyboardLogin runs the authorization code grant with PKCE (RFC 6749 §4.1,
 // RFC 7636) for a machine that cannot run a browser or receive the
 // redirect: it prints the authorization URL, reads from Stdin the code or the
@@ -60,11 +53,7 @@ func (c *Client) keyboardLogin(ctx context.Context, hc *http.Client, p *cache.Pr
 			"or use --grant-type device-code)", GrantAuthCodeKeyboard, ErrNoTerminal)
 	}
 	o := &c.Options
-	for _, k := range sortedKeys(o.AuthParams) {
-		if k == "" || slices.Contains(reservedAuthParams, strings.ToLower(k)) {
-			return nil, fmt.Errorf("%w: authorization request parameter %q is set by the protocol and cannot be overridden", ErrUsage, k)
-		}
-	}
+	// Options.Validate has checked AuthParams with pkce.Validate.
 	ctx, cancel := context.WithTimeout(ctx, c.authTimeout())
 	defer cancel()
 
