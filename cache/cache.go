@@ -115,6 +115,11 @@ type Entry struct {
 	// not retry it and background callers do not open another browser at
 	// once. A successful login clears it.
 	LoginFailure *Failure `json:"login_failure,omitempty"`
+	// RefreshFailure, if set, records a refresh that failed for want of the
+	// provider (network, timeout, 5xx) while the refresh token stays good,
+	// so that processes waiting behind it give up at once instead of each
+	// waiting out the same stalled provider. A successful save clears it.
+	RefreshFailure *Failure `json:"refresh_failure,omitempty"`
 	// Secrets tells where the tokens are when the file does not hold them:
 	// [SecretsInKeyring] means in [Cache.Keyring] (the file then keeps only
 	// what is not secret: key, provider, expiries). Load fills them in.
@@ -429,7 +434,16 @@ func (c *Cache) Save(id string, e *Entry) (err error) {
 		return fmt.Errorf("save token cache %s: %w", path, err)
 	}
 	if err := replace(tmp, path); err != nil {
-		return fmt.Errorf("save token cache %s: %w", path, err)
+		// rename(2) cannot replace a directory: remove an empty one where
+		// the entry belongs and try once more. A non-empty one is left
+		// alone and reported.
+		fi, lerr := os.Lstat(path)
+		if lerr != nil || !fi.IsDir() || os.Remove(path) != nil {
+			return fmt.Errorf("save token cache %s: %w", path, err)
+		}
+		if err := replace(tmp, path); err != nil {
+			return fmt.Errorf("save token cache %s: %w", path, err)
+		}
 	}
 	c.syncDir()
 	return nil
@@ -459,6 +473,17 @@ func (c *Cache) syncDir() {
 // id no longer excludes them: a caller holding the lock should Delete last
 // and then Unlock.
 func (c *Cache) Delete(id string) error {
+	return c.remove(id, true)
+}
+
+// Forget removes id's entry (and its keyring items and leftover temporary
+// files) but keeps its lock file, so a holder of the lock can forget an
+// entry without letting another process take a new lock meanwhile.
+func (c *Cache) Forget(id string) error {
+	return c.remove(id, false)
+}
+
+func (c *Cache) remove(id string, lock bool) error {
 	if err := checkID(id); err != nil {
 		return fmt.Errorf("delete token cache: %w", err)
 	}
@@ -468,7 +493,16 @@ func (c *Cache) Delete(id string) error {
 			errs = append(errs, err)
 		}
 	}
-	for _, path := range []string{c.Path(id), c.LockPath(id)} {
+	paths := []string{c.Path(id)}
+	if lock {
+		paths = append(paths, c.LockPath(id))
+	}
+	// A Save killed between writing and renaming leaves its temporary
+	// file, which holds tokens.
+	if tmps, err := filepath.Glob(filepath.Join(c.Dir, "."+id+".*.tmp")); err == nil {
+		paths = append(paths, tmps...)
+	}
+	for _, path := range paths {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, err)
 		}

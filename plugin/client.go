@@ -110,7 +110,7 @@ func (c *Client) Token(ctx context.Context) (*Token, error) {
 		}
 	}()
 	// Another process may have refreshed or logged in meanwhile.
-	e, err := c.load(store, id)
+	e, err := c.load(store, id, true)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +119,12 @@ func (c *Client) Token(ctx context.Context) (*Token, error) {
 			c.logger().Debug("using token another process obtained", "expiry", t.Expiry)
 			return t, nil
 		}
-		if f := e.LoginFailure; f != nil && !f.At.Before(start) {
+		if f := e.RefreshFailure; f != nil && f.At.After(start) {
+			// The refresh this process waited for could not reach the
+			// provider; trying again at once would wait it out again.
+			return nil, fmt.Errorf("%w in another latchkey process: %s", ErrRefreshFailed, f.Reason)
+		}
+		if f := e.LoginFailure; f != nil && f.At.After(start) {
 			// A login failed after this process started: it was the
 			// login this one waited for. Retrying it at once would only
 			// open another browser tab.
@@ -132,7 +137,7 @@ func (c *Client) Token(ctx context.Context) (*Token, error) {
 // load reads id's entry: nil if there is none or it is damaged (a login
 // will replace it), an error if the OS keyring holding its tokens cannot be
 // read (a login would not help and would replace a good refresh token).
-func (c *Client) load(store *cache.Cache, id string) (*cache.Entry, error) {
+func (c *Client) load(store *cache.Cache, id string, warn bool) (*cache.Entry, error) {
 	e, err := store.Load(id)
 	switch {
 	case err == nil:
@@ -141,13 +146,22 @@ func (c *Client) load(store *cache.Cache, id string) (*cache.Entry, error) {
 	case errors.Is(err, cache.ErrKeyring):
 		return nil, fmt.Errorf("read tokens: %w", err)
 	default:
-		c.logger().Warn("ignoring unusable token cache entry", "err", err)
+		// Said once per call: by the read under the lock.
+		l := c.logger().Debug
+		if warn {
+			l = c.logger().Warn
+		}
+		l("ignoring unusable token cache entry", "err", err)
 	}
 	return nil, nil
 }
 
 // ErrLoginFailed reports a browser login that failed or was abandoned.
 var ErrLoginFailed = errors.New("browser login failed")
+
+// ErrRefreshFailed reports a refresh that failed for want of the provider
+// (network, timeout, 5xx), seen by a process that waited behind it.
+var ErrRefreshFailed = errors.New("refresh failed")
 
 // ErrLoginCooldown reports that a background caller was refused a browser
 // login because one failed or was abandoned moments ago.
@@ -173,7 +187,7 @@ func (c *Client) cached() (*Token, *cache.Entry, error) {
 	if store == nil {
 		return nil, nil, nil
 	}
-	e, err := c.load(store, o.Key().ID())
+	e, err := c.load(store, o.Key().ID(), false)
 	if e == nil || err != nil {
 		return nil, nil, err
 	}
@@ -234,18 +248,21 @@ func (c *Client) renew(ctx context.Context, store *cache.Cache, e *cache.Entry, 
 			}
 		}
 		if !errors.Is(err, errRefreshRefused) {
+			c.recordRefreshFailure(store, id, e, err)
 			return nil, err
 		}
 		c.logger().Info("refresh token no longer accepted, logging in again", "reason", err)
 	}
-	if p == nil || c.now().Sub(p.FetchedAt) > time.Minute {
-		// A login follows; use fresh metadata for it.
-		if p, err = c.provider(ctx, hc); err != nil {
+	// Before any request: a caller refused in the cool-down costs the
+	// provider nothing and gets the cool-down message even when it is down.
+	if e != nil && e.LoginFailure != nil {
+		if err := c.coolingDown(e.LoginFailure); err != nil {
 			return nil, err
 		}
 	}
-	if e != nil && e.LoginFailure != nil {
-		if err := c.coolingDown(e.LoginFailure); err != nil {
+	if p == nil || c.now().Sub(p.FetchedAt) > time.Minute {
+		// A login follows; use fresh metadata for it.
+		if p, err = c.provider(ctx, hc); err != nil {
 			return nil, err
 		}
 	}
@@ -288,6 +305,19 @@ func (c *Client) recordFailure(store *cache.Cache, id string, e *cache.Entry, er
 	next.LoginFailure = &cache.Failure{At: c.now(), Reason: strings.Join(strings.Fields(err.Error()), " ")}
 	if err := store.Save(id, &next); err != nil {
 		c.logger().Debug("record failed login", "err", err)
+	}
+}
+
+// recordRefreshFailure notes, for the processes waiting behind this one, a
+// refresh that failed while the refresh token stays good.
+func (c *Client) recordRefreshFailure(store *cache.Cache, id string, e *cache.Entry, err error) {
+	if store == nil {
+		return
+	}
+	next := *e
+	next.RefreshFailure = &cache.Failure{At: c.now(), Reason: strings.Join(strings.Fields(err.Error()), " ")}
+	if err := store.Save(id, &next); err != nil {
+		c.logger().Debug("record failed refresh", "err", err)
 	}
 }
 
@@ -523,7 +553,7 @@ func (c *Client) keepRotated(store *cache.Cache, id string, e *cache.Entry, refr
 	if store != nil {
 		if err := store.Save(id, &next); err != nil {
 			c.logger().Warn("could not save the rotated refresh token; forgetting the spent one", "err", err)
-			if err := store.Delete(id); err != nil {
+			if err := store.Forget(id); err != nil {
 				c.logger().Warn("could not delete the token cache entry", "err", err)
 			}
 		}

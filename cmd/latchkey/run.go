@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 
+	"golang.org/x/term"
+
 	"github.com/latchkey/latchkey/plugin"
 )
 
@@ -162,14 +164,12 @@ func (c *cli) logger(verbose bool) *slog.Logger {
 	return slog.New(&lineHandler{mu: new(sync.Mutex), w: c.stderr, level: level})
 }
 
-// isTerminal tells whether w is a character device, such as a terminal.
+// isTerminal tells whether w is a terminal. /dev/null is a character
+// device but no terminal: a caller that discards stderr runs in the
+// background.
 func isTerminal(w any) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 var versionCommand = command{
