@@ -15,7 +15,8 @@ echo "==> Building latchkey (bin/latchkey) ..."
 go build -o bin/latchkey ./cmd/latchkey
 
 echo "==> Building Dex (first time: a minute or two; then cached) ..."
-eval "$(hack/e2e/tools.sh dex)"
+exports=$(hack/e2e/tools.sh dex)
+eval "$exports"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

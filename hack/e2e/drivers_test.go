@@ -73,7 +73,7 @@ func TestBrowserDrivers(t *testing.T) {
 			before := callbacks.Load()
 			cmd := exec.Command(filepath.Join(dir, d), authURL)
 			cmd.Env = append(os.Environ(), "E2E_BROWSER_LOG="+log, "E2E_LOGIN_USER=u@example.com",
-				"E2E_LOGIN_PASSWORD=pw", "E2E_LOGIN_CA=", "E2E_CHROMIUM="+chromium)
+				"E2E_LOGIN_PASSWORD=pw", "E2E_LOGIN_CA="+pki.CACert, "E2E_CHROMIUM="+chromium)
 			out, err := cmd.Output()
 			done()
 			if err != nil {

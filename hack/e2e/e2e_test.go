@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/latchkey/latchkey/hack/e2e/internal/harness"
 )
 
@@ -26,9 +28,9 @@ const parallelism = 20
 // The steps depend on each other (tokens age, Dex restarts), so the first
 // failing step stops the run.
 func TestE2E(t *testing.T) {
-	total := phase(t, "total")
-	defer total()
 	e := setup(t)
+	total := phase(t, "all scenarios")
+	defer total()
 	proxy := e.dex.Proxy
 
 	var (
@@ -86,7 +88,7 @@ func TestE2E(t *testing.T) {
 		}},
 		{"2 second kubectl uses the cached token", func(t *testing.T) {
 			mark := proxy.Mark()
-			before := c1.cacheFiles(t)
+			before := c1.cachedTokens(t)
 			c1.mustKubectl(t, "auth", "whoami")
 			var expiry time.Time
 			c1Token, expiry = c1.execCredential(t)
@@ -96,8 +98,8 @@ func TestE2E(t *testing.T) {
 			if reqs := proxy.Since(mark); len(reqs) != 0 {
 				t.Errorf("token requests = %+v, want none", reqs)
 			}
-			if after := c1.cacheFiles(t); !equalMaps(before, after) {
-				t.Errorf("cache changed on a cached call")
+			if after := c1.cachedTokens(t); !cmp.Equal(before, after) {
+				t.Errorf("cached tokens changed on a cached call: %s", cmp.Diff(before, after))
 			}
 			// The token is the ID token Dex issued at the login.
 			var issued string
@@ -113,12 +115,14 @@ func TestE2E(t *testing.T) {
 			if cl["email"] != e2eUser.Email || cl["aud"] != harness.PublicClient {
 				t.Errorf("token claims email=%v aud=%v", cl["email"], cl["aud"])
 			}
-			if exp := time.Unix(int64(cl["exp"].(float64)), 0); !exp.Equal(expiry) {
-				t.Errorf("expirationTimestamp = %v, want the ID token's exp %v", expiry, exp)
+			// client-go runs the plugin again after expirationTimestamp: it
+			// must not be later than the token's exp, nor already past.
+			if exp, ok := cl["exp"].(float64); !ok || expiry.After(time.Unix(int64(exp), 0)) || !expiry.After(time.Now()) {
+				t.Errorf("expirationTimestamp = %v, token exp = %v", expiry, cl["exp"])
 			}
 		}},
 		{"5a 20 parallel kubectl on an empty cache open one browser", func(t *testing.T) {
-			c5 = e.newClient(t, "parallel", clientOpts{chromium: true})
+			c5 = e.newClient(t, "parallel", clientOpts{chromium: true, clientID: harness.ParallelClient})
 			mark := proxy.Mark()
 			res := c5.parallel(t, parallelism, "get", "pods")
 			c5At = time.Now()
@@ -131,7 +135,7 @@ func TestE2E(t *testing.T) {
 			}
 		}},
 		{"7a access-token mode", func(t *testing.T) {
-			c := e.newClient(t, "access-token", clientOpts{accessToken: true})
+			c := e.newClient(t, "access-token", clientOpts{accessToken: true, clientID: harness.AccessClient})
 			mark := proxy.Mark()
 			who := parseWhoami(t, c.mustKubectl(t, "auth", "whoami", "-o", "json"))
 			if want := "oidc:" + e2eUser.Email; who.Username != want {
@@ -177,11 +181,11 @@ func TestE2E(t *testing.T) {
 		{"3 expired ID token is refreshed without a browser", func(t *testing.T) {
 			e.waitExpired(t, c1At)
 			mark := proxy.Mark()
-			c1.mustKubectl(t, "get", "pods")
+			r := c1.mustKubectl(t, "get", "pods")
 			c1At = time.Now()
 			reqs := proxy.Since(mark)
 			if got := harness.CountGrant(reqs, "refresh_token"); got != 1 || reqs[0].Status != 200 {
-				t.Fatalf("token requests = %+v, want one successful refresh", reqs)
+				t.Fatalf("token requests = %+v, want one successful refresh; kubectl stderr:\n%s", reqs, r.stderr)
 			}
 			lastRefresh = reqs[0].RefreshTokenHash
 			if got := c1.browserRuns(t); got != 1 {
@@ -212,11 +216,11 @@ func TestE2E(t *testing.T) {
 		{"3b the rotated refresh token was persisted: the next refresh works", func(t *testing.T) {
 			e.waitExpired(t, c1At)
 			mark := proxy.Mark()
-			c1.mustKubectl(t, "get", "pods")
+			r := c1.mustKubectl(t, "get", "pods")
 			c1At = time.Now()
 			reqs := proxy.Since(mark)
 			if got := harness.CountGrant(reqs, "refresh_token"); got != 1 || reqs[0].Status != 200 {
-				t.Fatalf("token requests = %+v, want one successful refresh", reqs)
+				t.Fatalf("token requests = %+v, want one successful refresh; kubectl stderr:\n%s", reqs, r.stderr)
 			}
 			if reqs[0].RefreshTokenHash == lastRefresh || reqs[0].RefreshTokenHash == "" {
 				t.Errorf("Dex did not rotate the refresh token (reuseInterval 0s)")
@@ -227,7 +231,7 @@ func TestE2E(t *testing.T) {
 		}},
 		{"6 Dex unreachable with an expired token: clear error, no browser, cache intact", func(t *testing.T) {
 			e.waitExpired(t, c5At)
-			before := c5.cacheFiles(t)
+			before := c5.cachedTokens(t)
 			if len(before) == 0 {
 				t.Fatal("empty cache")
 			}
@@ -243,8 +247,8 @@ func TestE2E(t *testing.T) {
 			if got := c5.browserRuns(t); got != 1 {
 				t.Errorf("browser runs = %d, want still 1", got)
 			}
-			if after := c5.cacheFiles(t); !equalMaps(before, after) {
-				t.Errorf("cache changed while Dex was down")
+			if after := c5.cachedTokens(t); !cmp.Equal(before, after) {
+				t.Errorf("cached tokens changed while Dex was down (-before +after):\n%s", cmp.Diff(before, after))
 			}
 			if err := proxy.Start(); err != nil {
 				t.Fatal(err)
@@ -310,16 +314,4 @@ func checkAll(t *testing.T, res []result) {
 		t.Errorf("%d of %d kubectl runs failed", failed, len(res))
 	}
 	t.Logf("%d parallel kubectl runs: %d failed, slowest %v", len(res), failed, slowest.Round(time.Millisecond))
-}
-
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }

@@ -6,6 +6,8 @@
 # Go version, so a second run only checks that the binaries exist.
 #
 # Usage: eval "$(hack/e2e/tools.sh)"       # exports E2E_DEX, E2E_KUBECTL, ...
+#        (in scripts: exports=$(hack/e2e/tools.sh); eval "$exports" so that a
+#        failed build stops a `set -e` script)
 #        hack/e2e/tools.sh dex              # only some tools
 # Progress and build times go to stderr; stdout has only `export` lines.
 # E2E_TOOLS_DIR overrides the cache folder. E2E_BUILD_ETCD=1 builds etcd even
@@ -25,10 +27,7 @@ version_hash=$(
   {
     go env GOVERSION GOOS GOARCH
     cat "$0"
-    for m in dex kube etcd; do
-      [ -f "$tools/$m/go.mod" ] && cat "$tools/$m/go.mod" "$tools/$m/go.sum" "$tools"/$m/*.go 2>/dev/null
-      [ -d "$tools/$m/kubectl" ] && cat "$tools/$m"/kubectl/*.go
-    done
+    find "$tools" -type f \( -name go.mod -o -name go.sum -o -name '*.go' \) | LC_ALL=C sort | xargs cat
   } | sha256sum | cut -c1-16
 )
 cache_root=${XDG_CACHE_HOME:-$HOME/.cache}/latchkey-e2e
@@ -45,7 +44,7 @@ build() {
   fi
   local start=$SECONDS
   log "$name: building $pkg in ${dir#"$here"/} ..."
-  (cd "$dir" && CGO_ENABLED=$cgo go build -trimpath -o "$bin/$name.tmp" "$pkg")
+  (cd "$dir" && CGO_ENABLED=$cgo go build -ldflags="-s -w" -o "$bin/$name.tmp" "$pkg")
   mv "$bin/$name.tmp" "$bin/$name"
   log "$name: built in $((SECONDS - start))s"
 }
@@ -56,7 +55,7 @@ for t in "${wanted[@]}"; do
   kubectl) build kubectl "$tools/kube" ./kubectl ;;
   kube-apiserver) build kube-apiserver "$tools/kube" k8s.io/kubernetes/cmd/kube-apiserver ;;
   etcd)
-    if [ -z "${E2E_BUILD_ETCD:-}" ] && command -v etcd >/dev/null && etcd --version 2>/dev/null | grep -q 'etcd Version: 3\.[5-9]'; then
+    if [ -z "${E2E_BUILD_ETCD:-}" ] && command -v etcd >/dev/null && etcd --version 2>/dev/null | grep -Eq 'etcd Version: 3\.([4-9]|[1-9][0-9])\.'; then
       ln -sf "$(command -v etcd)" "$bin/etcd"
       log "etcd: using $(command -v etcd) ($(etcd --version | head -1))"
     else

@@ -11,7 +11,8 @@
 // keys (--ignore-certificate-errors-spki-list).
 //
 // Settings come from flags or the environment (see package login); the
-// Chromium binary is $E2E_CHROMIUM, default /usr/bin/chromium. Nothing is
+// Chromium binary is $E2E_CHROMIUM, default /usr/bin/chromium;
+// E2E_BROWSER_DEBUG=1 forwards Chromium's output to stderr. Nothing is
 // written to stdout.
 package main
 
@@ -86,7 +87,10 @@ func run() error {
 		chromedp.Flag("disable-default-apps", true),
 		chromedp.Flag("password-store", "basic"),
 		chromedp.Flag("use-mock-keychain", true),
-		chromedp.CombinedOutput(os.Stderr),
+	}
+	if os.Getenv("E2E_BROWSER_DEBUG") != "" {
+		// Chromium is chatty (dbus, GCM); its output is in the start error anyway.
+		opts = append(opts, chromedp.CombinedOutput(os.Stderr))
 	}
 	if c.AuthURL.Scheme == "https" && c.CAFile != "" {
 		spki, err := trustedSPKIs(ctx, c.AuthURL, c.CAFile)
@@ -116,6 +120,9 @@ func run() error {
 	for {
 		loc, err := chromedp.Run(bctx, chromedp.Location())
 		if err == nil {
+			if bad, _ := chromedp.Run(bctx, chromedp.Evaluate[bool](`!!document.getElementById("login-error")`)); bad {
+				return fmt.Errorf("dex refused the credentials of %s", c.User)
+			}
 			if u, perr := url.Parse(loc); perr == nil && login.IsCallback(u, redirect) {
 				state, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.readyState`))
 				if err == nil && state == "complete" {

@@ -84,11 +84,15 @@ func run() error {
 	if err := dex.Start(); err != nil {
 		return fmt.Errorf("start dex: %w", err)
 	}
-	defer func() {
-		_ = dex.Process.Signal(syscall.SIGTERM)
-		_ = dex.Wait()
-		fmt.Println("\n==> Dex stopped.")
-	}()
+	stopped := false
+	stopDex := func() {
+		if !stopped {
+			stopped = true
+			_ = dex.Process.Signal(syscall.SIGTERM)
+			_ = dex.Wait()
+		}
+	}
+	defer stopDex()
 	if err := waitReady(ctx, issuer+"/.well-known/openid-configuration"); err != nil {
 		b, _ := os.ReadFile(logPath)
 		return fmt.Errorf("dex did not start: %w\n%s", err, b)
@@ -132,7 +136,8 @@ func run() error {
 		return err
 	}
 
-	fmt.Printf("\n==> Second call: served from the cache in %s, no browser, no network.\n", cache)
+	stopDex()
+	fmt.Printf("\n==> Dex stopped. Second call: served from the cache in %s, no browser, no IdP.\n", cache)
 	out2, took2, err := getToken(ctx, *latchkey, args, env)
 	if err != nil {
 		return err

@@ -17,7 +17,12 @@ import (
 // Client ids of the Dex configuration.
 const (
 	// PublicClient has no redirect URIs: Dex accepts any loopback redirect.
-	PublicClient = "latchkey-e2e"
+	// ParallelClient and AccessClient are the same kind. Dex keeps one
+	// refresh token per user and client (a new login deletes the previous
+	// one), so token holders that must keep refreshing need their own client.
+	PublicClient   = "latchkey-e2e"
+	ParallelClient = "latchkey-e2e-parallel"
+	AccessClient   = "latchkey-e2e-access"
 	// FixedClient is public with exactly one redirect URI (Dex.FixedRedirect).
 	FixedClient = "latchkey-e2e-fixed"
 	// ConfidentialClient has a secret (ConfidentialSecret) and one redirect
@@ -25,6 +30,10 @@ const (
 	ConfidentialClient = "latchkey-e2e-confidential"
 	ConfidentialSecret = "e2e-confidential-secret"
 )
+
+// Clients are all the client ids of the configuration, for kube-apiserver's
+// audiences.
+var Clients = []string{PublicClient, ParallelClient, AccessClient, FixedClient, ConfidentialClient}
 
 // User is a static Dex user.
 type User struct {
@@ -144,6 +153,8 @@ func DexConfig(issuer, backendAddr string, ttl time.Duration, u User, fixedRedir
 		},
 		"staticClients": []map[string]any{
 			{"id": PublicClient, "name": "latchkey e2e (any loopback port)", "public": true},
+			{"id": ParallelClient, "name": "latchkey e2e (any loopback port, 2)", "public": true},
+			{"id": AccessClient, "name": "latchkey e2e (any loopback port, 3)", "public": true},
 			{"id": FixedClient, "name": "latchkey e2e (fixed redirect)", "public": true, "redirectURIs": []string{fixedRedirect}},
 			{"id": ConfidentialClient, "name": "latchkey e2e (confidential)", "secret": ConfidentialSecret, "redirectURIs": []string{confidentialRedirect}},
 		},

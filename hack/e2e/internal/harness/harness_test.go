@@ -58,6 +58,7 @@ func TestPKI(t *testing.T) {
 func TestProxyCountsAndStops(t *testing.T) {
 	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/dex/token" {
+			w.Header().Set("Cache-Control", "max-age=20000, must-revalidate")
 			w.WriteHeader(http.StatusOK)
 			return
 		}
@@ -117,7 +118,7 @@ func TestProxyCountsAndStops(t *testing.T) {
 	want := []TokenRequest{
 		{GrantType: "authorization_code", ClientID: "pub", Status: 200, IDTokenHash: Hash("i"), AccessTokenHash: Hash("a"), RefreshTokenHash: Hash("r")},
 		{GrantType: "refresh_token", ClientID: "conf", Status: 200, IDTokenHash: Hash("i"), AccessTokenHash: Hash("a"), RefreshTokenHash: Hash("r")},
-		{GrantType: "refresh_token", Status: 400},
+		{GrantType: "refresh_token", Status: 400, Error: "invalid_request"},
 	}
 	if diff := cmp.Diff(want, px.Tokens()); diff != "" {
 		t.Errorf("token requests (-want +got):\n%s", diff)
@@ -142,6 +143,9 @@ func TestProxyCountsAndStops(t *testing.T) {
 		t.Fatalf("GET after restart: %v", err)
 	}
 	resp.Body.Close()
+	if got := resp.Header.Get("Cache-Control"); got != "no-store" {
+		t.Errorf("JWKS Cache-Control = %q, want no-store", got)
+	}
 }
 
 func TestDexConfig(t *testing.T) {
@@ -175,8 +179,9 @@ func TestDexConfig(t *testing.T) {
 	if cfg.Expiry.IDTokens != "20s" || cfg.Expiry.RefreshTokens.ReuseInterval != "0s" {
 		t.Errorf("expiry = %+v", cfg.Expiry)
 	}
-	if len(cfg.StaticClients) != 3 || !cfg.StaticClients[0].Public || len(cfg.StaticClients[0].RedirectURIs) != 0 ||
-		cfg.StaticClients[2].Secret == "" || cfg.StaticClients[2].Public {
+	last := len(cfg.StaticClients) - 1
+	if len(cfg.StaticClients) != len(Clients) || !cfg.StaticClients[0].Public || len(cfg.StaticClients[0].RedirectURIs) != 0 ||
+		cfg.StaticClients[last].Secret == "" || cfg.StaticClients[last].Public {
 		t.Errorf("clients = %+v", cfg.StaticClients)
 	}
 	if !strings.HasPrefix(cfg.StaticPasswords[0].Hash, "$2a$10$") || !cmp.Equal(cfg.StaticPasswords[0].Groups, []string{"g"}) {

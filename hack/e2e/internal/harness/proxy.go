@@ -26,6 +26,8 @@ type TokenRequest struct {
 	// Hashes (hex SHA-256) of the tokens in a successful response, so tests
 	// can tell which token latchkey handed out without keeping tokens.
 	IDTokenHash, AccessTokenHash, RefreshTokenHash string
+	// Error is the OAuth error and description of a failed request.
+	Error string
 }
 
 // Proxy is a TLS reverse proxy in front of Dex that counts requests. Dex's
@@ -132,10 +134,26 @@ func (p *Proxy) count(next http.Handler) http.Handler {
 	})
 }
 
-// inspectResponse hashes the tokens of a successful token response.
+// inspectResponse makes the JWKS uncacheable and hashes the tokens of a
+// token response.
+//
+// Dex serves its keys with Cache-Control max-age until its next rotation
+// (hours). kube-apiserver's OIDC authenticator (go-oidc v2) refetches keys for
+// an unknown key id only after that expiry, so after a restart of Dex (memory
+// storage, new keys) it would reject every new token for hours. Without
+// caching headers go-oidc treats the keys as expired at once and refetches
+// when it meets a new key id, as after a real key rotation. latchkey sees the
+// stripped headers too, like those of the many IdPs that send none.
 func (p *Proxy) inspectResponse(resp *http.Response) error {
+	if strings.HasSuffix(resp.Request.URL.Path, "/keys") {
+		for _, h := range []string{"Cache-Control", "Expires", "Last-Modified", "Etag", "Age"} {
+			resp.Header.Del(h)
+		}
+		resp.Header.Set("Cache-Control", "no-store")
+		return nil
+	}
 	tr, ok := resp.Request.Context().Value(tokenKey{}).(*TokenRequest)
-	if !ok || resp.StatusCode != http.StatusOK {
+	if !ok {
 		return nil
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -145,12 +163,22 @@ func (p *Proxy) inspectResponse(resp *http.Response) error {
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	var t struct {
-		IDToken      string `json:"id_token"`
-		AccessToken  string `json:"access_token"`
-		RefreshToken string `json:"refresh_token"`
+		IDToken          string `json:"id_token"`
+		AccessToken      string `json:"access_token"`
+		RefreshToken     string `json:"refresh_token"`
+		Error            string `json:"error"`
+		ErrorDescription string `json:"error_description"`
 	}
-	if json.Unmarshal(body, &t) == nil {
+	if json.Unmarshal(body, &t) != nil {
+		return nil
+	}
+	if resp.StatusCode == http.StatusOK {
 		tr.IDTokenHash, tr.AccessTokenHash, tr.RefreshTokenHash = Hash(t.IDToken), Hash(t.AccessToken), Hash(t.RefreshToken)
+	} else {
+		tr.Error = t.Error
+		if t.ErrorDescription != "" {
+			tr.Error += ": " + t.ErrorDescription
+		}
 	}
 	return nil
 }

@@ -1,6 +1,6 @@
 // Module etcd builds etcd for the latchkey e2e suite when the machine has no
-// etcd 3.5 or newer (Debian bookworm's etcd-server is 3.4). It is a tools
-// module: it is not part of the main latchkey module.
+// etcd in PATH (Debian's etcd-server 3.4 works with kube-apiserver 1.36). It
+// is a tools module: it is not part of the main latchkey module.
 module github.com/latchkey/latchkey/hack/e2e/tools/etcd
 
 go 1.26.0
