@@ -16,7 +16,7 @@ build:
 
 # The one test command (README, .ci/run): every phase, each timed.
 test:
-	@$(TIMED) check  $(MAKE) --no-print-directory check
+	@$(TIMED) check  $(MAKE) --no-print-directory check cross
 	@$(TIMED) unit   $(MAKE) --no-print-directory unit
 	@$(TIMED) fuzz   $(MAKE) --no-print-directory fuzz
 	@$(TIMED) keyring $(MAKE) --no-print-directory keyring

@@ -38,6 +38,8 @@ type harness struct {
 	clock    *clock
 	dir      string
 	browsers atomic.Int32
+	// atBrowser is what the IdP had served when the first browser opened.
+	atBrowser idptest.Counts
 	// denials makes browser errors expected (the IdP refuses logins).
 	denials bool
 	wg      sync.WaitGroup
@@ -78,7 +80,9 @@ func (h *harness) client(o Options) *Client {
 		HTTPClient: h.idp.Client(),
 		Now:        h.clock.Now,
 		OpenBrowser: func(_ context.Context, url string) error {
-			h.browsers.Add(1)
+			if h.browsers.Add(1) == 1 {
+				h.atBrowser = h.idp.Counts()
+			}
 			h.wg.Add(1)
 			go func() {
 				defer h.wg.Done()
@@ -150,6 +154,11 @@ func TestFirstLoginThenCache(t *testing.T) {
 	}
 	if a.Get("nonce") == "" || a.Get("state") == "" {
 		t.Error("authorization request lacks nonce or state")
+	}
+	// Issue 7: discovery once, and nothing that can wait (the keys) before
+	// the browser opens.
+	if a := h.atBrowser; a.Discovery != 1 || a.JWKS != 0 {
+		t.Errorf("before the browser opened: %d discovery and %d JWKS requests, want 1 and 0", a.Discovery, a.JWKS)
 	}
 	e := h.entry(o)
 	if tok.Value != e.IDToken || e.IDToken == "" || e.RefreshToken == "" {

@@ -225,13 +225,6 @@ func discoverFlyte(ctx context.Context, hc *http.Client, endpoint, want string, 
 	cc.Endpoint = endpoint
 	p.Client = &cc
 
-	if p.JWKSURI != "" {
-		jwks, err := fetchJWKS(ctx, hc, p.JWKSURI)
-		if err != nil {
-			return nil, err
-		}
-		p.JWKS = jwks
-	}
 	p.FetchedAt = now
 	return &p, nil
 }

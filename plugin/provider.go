@@ -92,7 +92,7 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 }
 
 // discover fetches the OpenID Provider metadata of issuer (OpenID Connect
-// Discovery 1.0 §4) and its JWKS, and checks that the metadata names the
+// Discovery 1.0 §4) and checks that the metadata names the
 // same issuer (§4.3), which defends against mix-up (RFC 9700 §4.4).
 func discover(ctx context.Context, hc *http.Client, issuer string, now time.Time) (*cache.Provider, error) {
 	u := strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
@@ -109,11 +109,8 @@ func discover(ctx context.Context, hc *http.Client, issuer string, now time.Time
 	if err := checkEndpoints(issuer, &p); err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrDiscovery, u, err)
 	}
-	jwks, err := fetchJWKS(ctx, hc, p.JWKSURI)
-	if err != nil {
-		return nil, err
-	}
-	p.JWKS = jwks
+	// The keys are fetched when an ID token needs them (keySet): after the
+	// browser has opened, not before.
 	p.FetchedAt = now
 	return &p, nil
 }
@@ -167,10 +164,9 @@ func getJSON(ctx context.Context, hc *http.Client, u string, v any) error {
 // the JWKS again once when no cached key verifies (the provider rotated its
 // keys). It implements oidc.KeySet.
 type keySet struct {
-	hc      *http.Client
-	p       *cache.Provider
-	now     time.Time
-	fetched bool // the JWKS was refetched, so p needs saving
+	hc  *http.Client
+	p   *cache.Provider // updated with refetched keys, saved with the entry
+	now time.Time
 }
 
 func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
@@ -185,7 +181,7 @@ func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 	if err != nil {
 		return nil, err
 	}
-	k.p.JWKS, k.p.FetchedAt, k.fetched = raw, k.now, true
+	k.p.JWKS, k.p.FetchedAt = raw, k.now
 	return verifyWith(jws, raw)
 }
 
