@@ -37,7 +37,14 @@ func (c *Client) login(ctx context.Context, hc *http.Client, p *cache.Provider) 
 	if err != nil {
 		return nil, err
 	}
-	c.logger().Info("logging in with "+grantName(grant), "grant", grant, "reason", why)
+	// The usual case (a browser) needs no explanation; the others do.
+	log := c.logger().Info
+	if grant == GrantAuthCode && c.Options.GrantType != GrantAuthCode {
+		if ok, _ := c.browserAvailable(); ok {
+			log = c.logger().Debug
+		}
+	}
+	log("logging in with "+grantName(grant), "grant", grant, "reason", why)
 	switch grant {
 	case GrantDeviceCode:
 		e, err := c.deviceLogin(ctx, hc, p)
