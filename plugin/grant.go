@@ -39,8 +39,8 @@ func (c *Client) login(ctx context.Context, hc *http.Client, p *cache.Provider) 
 	}
 	// The usual case (a browser) needs no explanation; the others do.
 	log := c.logger().Info
-	if grant == GrantAuthCode && c.Options.GrantType != GrantAuthCode {
-		if ok, _ := c.browserAvailable(); ok {
+	if grant == GrantAuthCode {
+		if ok, _ := c.browserAvailable(); ok || c.Options.GrantType == GrantAuthCode {
 			log = c.logger().Debug
 		}
 	}
