@@ -156,8 +156,8 @@ func (c *Client) load(store *cache.Cache, id string, warn bool) (*cache.Entry, e
 	return nil, nil
 }
 
-// ErrLoginFailed reports a browser login that failed or was abandoned.
-var ErrLoginFailed = errors.New("browser login failed")
+// ErrLoginFailed reports a login that failed or was abandoned.
+var ErrLoginFailed = errors.New("login failed")
 
 // ErrRefreshFailed reports a refresh that failed for want of the provider
 // (network, timeout, 5xx), seen by a process that waited behind it.
@@ -165,7 +165,7 @@ var ErrRefreshFailed = errors.New("refresh failed")
 
 // ErrLoginCooldown reports that a background caller was refused a browser
 // login because one failed or was abandoned moments ago.
-var ErrLoginCooldown = errors.New("not opening another browser yet")
+var ErrLoginCooldown = errors.New("not starting another login yet")
 
 // Cached returns the cached token if it has more than 10 seconds left and
 // ForceRefresh is not set, reading one file and nothing else: no lock, no
@@ -280,10 +280,12 @@ func (c *Client) renew(ctx context.Context, store *cache.Cache, e *cache.Entry, 
 func (c *Client) coolingDown(f *cache.Failure) error {
 	o := &c.Options
 	left := f.At.Add(o.LoginCooldown).Sub(c.now())
-	if c.Interactive || o.ForceRefresh || o.LoginCooldown <= 0 || left <= 0 {
+	// A person is there when stderr is a terminal or the exec info hands
+	// over stdin (Client.Stdin).
+	if c.Interactive || c.Stdin != nil || o.ForceRefresh || o.LoginCooldown <= 0 || left <= 0 {
 		return nil
 	}
-	return fmt.Errorf("%w: a browser login failed %s ago (%s); a background caller waits %s more before opening another. "+
+	return fmt.Errorf("%w: a login failed %s ago (%s); a background caller waits %s more before starting another. "+
 		"To log in now, run the command in a terminal or add --force-refresh",
 		ErrLoginCooldown, c.now().Sub(f.At).Round(time.Second), f.Reason, left.Round(time.Second))
 }

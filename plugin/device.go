@@ -92,8 +92,13 @@ func (c *Client) deviceLogin(ctx context.Context, hc *http.Client, p *cache.Prov
 	}
 	failures := 0
 	for {
-		// RFC 8628 §3.4: wait the interval before every poll, the first too.
-		if err := c.sleep(ctx, interval); err != nil {
+		// RFC 8628 §3.4: wait the interval before every poll, the first
+		// too, but no longer than the code lives.
+		wait := interval
+		if left := deadline.Sub(c.now()); !deadline.IsZero() && left < wait {
+			wait = max(left, 0)
+		}
+		if err := c.sleep(ctx, wait); err != nil {
 			return nil, c.deviceTimeout(err)
 		}
 		if !deadline.IsZero() && !c.now().Before(deadline) {

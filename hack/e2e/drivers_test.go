@@ -94,6 +94,22 @@ func TestBrowserDrivers(t *testing.T) {
 			}
 		})
 	}
+	t.Run("browser-http redirect mode", func(t *testing.T) {
+		before := callbacks.Load()
+		cmd := exec.Command(filepath.Join(dir, "browser-http"), "-mode=redirect", authURL)
+		cmd.Env = append(os.Environ(), "E2E_BROWSER_LOG=", "E2E_LOGIN_USER=u@example.com",
+			"E2E_LOGIN_PASSWORD=pw", "E2E_LOGIN_CA="+pki.CACert)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("browser-http -mode=redirect: %v\n%s", err, errOutput(err))
+		}
+		if want := cb.URL + "/callback?code=the-code&state=st\n"; string(out) != want {
+			t.Errorf("stdout = %q, want %q", out, want)
+		}
+		if got := callbacks.Load() - before; got != 0 {
+			t.Errorf("callbacks = %d, want 0 (the redirect is printed, not followed)", got)
+		}
+	})
 	t.Run("fail", func(t *testing.T) {
 		log := filepath.Join(dir, "fail.log")
 		cmd := exec.Command(filepath.Join(dir, "browser-http"), authURL)

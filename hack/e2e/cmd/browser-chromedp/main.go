@@ -47,6 +47,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if c.Mode != login.ModeLogin {
+		return fmt.Errorf("mode %q is browser-http's only", c.Mode)
+	}
 	if err := c.Record(); err != nil {
 		return err
 	}

@@ -23,6 +23,14 @@ const (
 	PublicClient   = "latchkey-e2e"
 	ParallelClient = "latchkey-e2e-parallel"
 	AccessClient   = "latchkey-e2e-access"
+	// DeviceClient and KeyboardClient are public clients without redirect
+	// URIs for the headless logins: Dex's device flow redirects to its own
+	// /device/callback, which Dex accepts for public clients without
+	// registered redirect URIs, and the keyboard login's default redirect
+	// is http://localhost. Their own ids keep their refresh tokens apart
+	// from the browser logins'.
+	DeviceClient   = "latchkey-e2e-device"
+	KeyboardClient = "latchkey-e2e-keyboard"
 	// FixedClient is public with exactly one redirect URI (Dex.FixedRedirect).
 	FixedClient = "latchkey-e2e-fixed"
 	// ConfidentialClient has a secret (ConfidentialSecret) and one redirect
@@ -33,7 +41,7 @@ const (
 
 // Clients are all the client ids of the configuration, for kube-apiserver's
 // audiences.
-var Clients = []string{PublicClient, ParallelClient, AccessClient, FixedClient, ConfidentialClient}
+var Clients = []string{PublicClient, ParallelClient, AccessClient, DeviceClient, KeyboardClient, FixedClient, ConfidentialClient}
 
 // User is a static Dex user.
 type User struct {
@@ -51,6 +59,12 @@ type DexOptions struct {
 	// IDTokenTTL is Dex's expiry.idTokens (also the access token's).
 	IDTokenTTL time.Duration
 	User       User
+	// ApprovalScreen makes Dex ask the person to grant access after the
+	// login (oauth2.skipApprovalScreen false).
+	ApprovalScreen bool
+	// DeviceRequestsTTL is Dex's expiry.deviceRequests, how long a device
+	// code (RFC 8628) stays valid; 0 means Dex's default, 5 minutes.
+	DeviceRequestsTTL time.Duration
 }
 
 // Dex is a Dex process on plain http on loopback behind a TLS Proxy; its
@@ -77,7 +91,8 @@ func StartDex(t testing.TB, o DexOptions) *Dex {
 	d.FixedRedirect = "http://" + Addr(FreePort(t)) + "/callback"
 	d.ConfidentialRedirect = "http://" + Addr(FreePort(t)) + "/callback"
 	d.ConfigPath = filepath.Join(o.Dir, "dex-config.json")
-	cfg, err := DexConfig(d.Issuer, d.backendAddr, o.IDTokenTTL, o.User, d.FixedRedirect, d.ConfidentialRedirect)
+	cfg, err := dexConfig(d.Issuer, d.backendAddr, o.IDTokenTTL, o.User, d.FixedRedirect, d.ConfidentialRedirect,
+		dexExtras{skipApproval: !o.ApprovalScreen, deviceTTL: o.DeviceRequestsTTL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,9 +141,22 @@ func (d *Dex) Restart() {
 }
 
 // DexConfig returns a Dex configuration (JSON, which Dex reads as YAML): memory
-// storage, http on backendAddr, the three clients, the password DB with user,
-// no approval screen, ID tokens of ttl, refresh tokens rotated on every use.
+// storage, http on backendAddr, the clients of Clients, the password DB with
+// user, no approval screen, ID tokens of ttl, refresh tokens rotated on every
+// use. Dex's device authorization endpoint (RFC 8628) is on by default for
+// every client; device requests stay valid for Dex's default 5 minutes.
 func DexConfig(issuer, backendAddr string, ttl time.Duration, u User, fixedRedirect, confidentialRedirect string) ([]byte, error) {
+	return dexConfig(issuer, backendAddr, ttl, u, fixedRedirect, confidentialRedirect, dexExtras{skipApproval: true})
+}
+
+// dexExtras are the DexOptions that DexConfig's callers leave at their
+// defaults.
+type dexExtras struct {
+	skipApproval bool
+	deviceTTL    time.Duration
+}
+
+func dexConfig(issuer, backendAddr string, ttl time.Duration, u User, fixedRedirect, confidentialRedirect string, x dexExtras) ([]byte, error) {
 	hash, err := bcrypt.GenerateFromPassword([]byte(u.Password), bcrypt.MinCost+6) // Dex requires cost >= 10
 	if err != nil {
 		return nil, err
@@ -142,7 +170,7 @@ func DexConfig(issuer, backendAddr string, ttl time.Duration, u User, fixedRedir
 		"web":     map[string]any{"http": backendAddr},
 		"logger":  map[string]any{"level": "debug", "format": "text"},
 		"oauth2": map[string]any{
-			"skipApprovalScreen": true,
+			"skipApprovalScreen": x.skipApproval,
 			"responseTypes":      []string{"code"},
 		},
 		"expiry": map[string]any{
@@ -155,6 +183,8 @@ func DexConfig(issuer, backendAddr string, ttl time.Duration, u User, fixedRedir
 			{"id": PublicClient, "name": "latchkey e2e (any loopback port)", "public": true},
 			{"id": ParallelClient, "name": "latchkey e2e (any loopback port, 2)", "public": true},
 			{"id": AccessClient, "name": "latchkey e2e (any loopback port, 3)", "public": true},
+			{"id": DeviceClient, "name": "latchkey e2e (device code)", "public": true},
+			{"id": KeyboardClient, "name": "latchkey e2e (pasted code)", "public": true},
 			{"id": FixedClient, "name": "latchkey e2e (fixed redirect)", "public": true, "redirectURIs": []string{fixedRedirect}},
 			{"id": ConfidentialClient, "name": "latchkey e2e (confidential)", "secret": ConfidentialSecret, "redirectURIs": []string{confidentialRedirect}},
 		},
@@ -169,6 +199,9 @@ func DexConfig(issuer, backendAddr string, ttl time.Duration, u User, fixedRedir
 			"userID":            "0c9e3c4a-6f7e-4a39-9d3c-5e2e2e2e2e2e",
 			"groups":            u.Groups,
 		}},
+	}
+	if x.deviceTTL > 0 {
+		cfg["expiry"].(map[string]any)["deviceRequests"] = x.deviceTTL.String()
 	}
 	return json.MarshalIndent(cfg, "", "  ")
 }

@@ -129,6 +129,16 @@ func TestProxyCountsAndStops(t *testing.T) {
 	if got := px.AuthRequests(); got != 1 {
 		t.Errorf("auth requests = %d, want 1", got)
 	}
+	for _, path := range []string{"/device/code", "/device"} {
+		resp, err := hc.PostForm(base+path, url.Values{"client_id": {"pub"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if got := px.DeviceRequests(); got != 1 {
+		t.Errorf("device authorization requests = %d, want 1 (POST /device/code only)", got)
+	}
 
 	px.Stop()
 	hc.CloseIdleConnections()
@@ -186,5 +196,27 @@ func TestDexConfig(t *testing.T) {
 	}
 	if !strings.HasPrefix(cfg.StaticPasswords[0].Hash, "$2a$10$") || !cmp.Equal(cfg.StaticPasswords[0].Groups, []string{"g"}) {
 		t.Errorf("static password = %+v", cfg.StaticPasswords[0])
+	}
+
+	// StartDex's options beyond DexConfig's: the approval screen and the
+	// device codes' lifetime.
+	b, err = dexConfig("https://127.0.0.1:1/dex", "127.0.0.1:2", 0, User{Password: "pw"}, "", "",
+		dexExtras{skipApproval: false, deviceTTL: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var extra struct {
+		OAuth2 struct {
+			SkipApprovalScreen *bool `json:"skipApprovalScreen"`
+		} `json:"oauth2"`
+		Expiry struct {
+			DeviceRequests string `json:"deviceRequests"`
+		} `json:"expiry"`
+	}
+	if err := json.Unmarshal(b, &extra); err != nil {
+		t.Fatal(err)
+	}
+	if s := extra.OAuth2.SkipApprovalScreen; s == nil || *s || extra.Expiry.DeviceRequests != "3s" {
+		t.Errorf("oauth2.skipApprovalScreen = %v, expiry.deviceRequests = %q; want false, 3s", s, extra.Expiry.DeviceRequests)
 	}
 }

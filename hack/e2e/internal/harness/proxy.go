@@ -44,6 +44,7 @@ type Proxy struct {
 	srv      *http.Server
 	tokens   []TokenRequest
 	authReqs int
+	devReqs  int
 }
 
 // NewProxy returns a stopped proxy for backend, serving with cert and key.
@@ -128,6 +129,10 @@ func (p *Proxy) count(next http.Handler) http.Handler {
 		case r.Method == http.MethodGet && strings.HasSuffix(r.URL.Path, "/auth"):
 			p.mu.Lock()
 			p.authReqs++
+			p.mu.Unlock()
+		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/device/code"):
+			p.mu.Lock()
+			p.devReqs++
 			p.mu.Unlock()
 		}
 		next.ServeHTTP(w, r)
@@ -223,6 +228,14 @@ func (p *Proxy) AuthRequests() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.authReqs
+}
+
+// DeviceRequests is how many device authorization requests (POST
+// .../device/code, RFC 8628 §3.1) were seen.
+func (p *Proxy) DeviceRequests() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.devReqs
 }
 
 // Mark returns a position in the token log; Since(mark) returns what came after.

@@ -30,6 +30,25 @@ const (
 	// EnvFail makes a driver exit non-zero without logging in, after recording
 	// the run; tests use it to assert that no login was attempted.
 	EnvFail = "E2E_BROWSER_FAIL"
+	// EnvMode selects what the driver does with its URL (see Mode).
+	EnvMode = "E2E_BROWSER_MODE"
+)
+
+// Modes of a driver (Config.Mode).
+const (
+	// ModeLogin logs in at the authorization URL and follows the redirects
+	// to latchkey's loopback callback: the browser login.
+	ModeLogin = "login"
+	// ModeRedirect logs in at the authorization URL but stops before the
+	// redirect to the redirect URI, and prints that URL (with code, state
+	// and iss) and a newline on stdout: what a person copies from the
+	// address bar for latchkey's keyboard login. Only browser-http has it.
+	ModeRedirect = "redirect"
+	// ModeDevice opens a device verification URI (RFC 8628 §3.3), submits
+	// the user code (Config.UserCode, or the one the page has filled in from
+	// verification_uri_complete), logs in and grants access. Only
+	// browser-http has it.
+	ModeDevice = "device"
 )
 
 // Config is a driver's configuration.
@@ -41,7 +60,14 @@ type Config struct {
 	CAFile   string
 	Fail     bool
 	Timeout  time.Duration
-	AuthURL  *url.URL
+	// Mode is ModeLogin, ModeRedirect or ModeDevice.
+	Mode string
+	// UserCode is the device login's user code; empty means the one the
+	// verification page has filled in.
+	UserCode string
+	// AuthURL is the URL to open: the authorization URL, or in ModeDevice
+	// the verification URI.
+	AuthURL *url.URL
 }
 
 // Parse reads flags (args excludes the program name) with defaults from the
@@ -55,6 +81,8 @@ func Parse(name string, args []string) (*Config, error) {
 	fs.StringVar(&c.CAFile, "ca", os.Getenv(EnvCA), "PEM `file` of the CA that signed the IdP's certificate")
 	fs.BoolVar(&c.Fail, "fail", os.Getenv(EnvFail) != "", "record the run, then fail without logging in")
 	fs.DurationVar(&c.Timeout, "timeout", 60*time.Second, "give up after this long")
+	fs.StringVar(&c.Mode, "mode", envOr(EnvMode, ModeLogin), "`mode`: login, redirect (print the redirect URL, do not follow it) or device (verification URI)")
+	fs.StringVar(&c.UserCode, "user-code", "", "device login: the user `code` to enter (default: the one the page has filled in)")
 	fs.SetOutput(os.Stderr)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -67,6 +95,11 @@ func Parse(name string, args []string) (*Config, error) {
 		return nil, fmt.Errorf("last argument %q is not an http(s) URL", fs.Arg(fs.NArg()-1))
 	}
 	c.AuthURL = u
+	switch c.Mode {
+	case ModeLogin, ModeRedirect, ModeDevice:
+	default:
+		return nil, fmt.Errorf("unknown mode %q (want %s, %s or %s)", c.Mode, ModeLogin, ModeRedirect, ModeDevice)
+	}
 	return c, nil
 }
 
