@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"net/url"
@@ -157,38 +156,17 @@ func (c *Client) deviceAuthorization(ctx context.Context, hc *http.Client, cfg *
 	for _, k := range sortedKeys(c.Options.AuthParams) {
 		form.Set(k, c.Options.AuthParams[k])
 	}
-	form.Set("client_id", cfg.ClientID)
 	form.Set("scope", strings.Join(cfg.Scopes, " "))
-	form.Del("client_secret")
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	resp, body, err := postForm(ctx, hc, cfg, endpoint, form)
 	if err != nil {
 		return nil, fmt.Errorf("device authorization request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if cfg.ClientSecret != "" {
-		req.SetBasicAuth(url.QueryEscape(cfg.ClientID), url.QueryEscape(cfg.ClientSecret))
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("device authorization request: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponseBytes))
-	if err != nil {
-		return nil, fmt.Errorf("device authorization request: read response: %w", err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		var e struct {
-			Code        string `json:"error"`
-			Description string `json:"error_description"`
-			URI         string `json:"error_uri"`
-		}
-		if json.Unmarshal(body, &e) != nil || e.Code == "" {
+		re := errorResponse(resp, body)
+		switch {
+		case re == nil:
 			return nil, fmt.Errorf("device authorization request: %s from %s", resp.Status, endpoint)
-		}
-		re := &oauth2.RetrieveError{Response: resp, ErrorCode: e.Code, ErrorDescription: e.Description, ErrorURI: e.URI}
-		if e.Code == "unauthorized_client" || e.Code == "unsupported_grant_type" {
+		case re.ErrorCode == "unauthorized_client" || re.ErrorCode == "unsupported_grant_type":
 			return nil, fmt.Errorf("device authorization request: %w: %w", errDeviceNotAllowed, re)
 		}
 		return nil, fmt.Errorf("device authorization request: %w", re)

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
+
+	"golang.org/x/oauth2"
 
 	"github.com/latchkey/latchkey/cache"
 )
@@ -94,25 +94,11 @@ func (c *Client) revokeAll(ctx context.Context, e *cache.Entry) ([]string, error
 // revoke sends one revocation request (RFC 7009 §2.1). The server answers
 // 200 for tokens it does not know, too (§2.2).
 func (c *Client) revoke(ctx context.Context, hc *http.Client, endpoint, token, hint string) error {
-	o := &c.Options
-	form := url.Values{"token": {token}, "token_type_hint": {hint}}
-	if o.ClientSecret == "" {
-		form.Set("client_id", o.ClientID)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	cfg := &oauth2.Config{ClientID: c.Options.ClientID, ClientSecret: c.Options.ClientSecret}
+	resp, _, err := postForm(ctx, hc, cfg, endpoint, url.Values{"token": {token}, "token_type_hint": {hint}})
 	if err != nil {
 		return fmt.Errorf("revoke %s: %w", hint, err)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if o.ClientSecret != "" {
-		req.SetBasicAuth(url.QueryEscape(o.ClientID), url.QueryEscape(o.ClientSecret))
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("revoke %s: %w", hint, err)
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("revoke %s: %s from %s", hint, resp.Status, endpoint)
 	}

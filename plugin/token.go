@@ -34,20 +34,7 @@ const maxExpiresIn = 366 * 24 * time.Hour
 // authenticate with HTTP Basic (§2.3.1). An error response (§5.2) is an
 // *oauth2.RetrieveError carrying its error code.
 func postToken(ctx context.Context, hc *http.Client, cfg *oauth2.Config, form url.Values, now time.Time) (*tokenResponse, error) {
-	form = cloneForm(form)
-	if cfg.ClientSecret == "" {
-		form.Set("client_id", cfg.ClientID)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.Endpoint.TokenURL, strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, fmt.Errorf("token request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if cfg.ClientSecret != "" {
-		req.SetBasicAuth(url.QueryEscape(cfg.ClientID), url.QueryEscape(cfg.ClientSecret))
-	}
-	resp, err := hc.Do(req)
+	resp, body, err := postForm(ctx, hc, cfg, cfg.Endpoint.TokenURL, form)
 	if err != nil {
 		var dns *net.DNSError
 		var op *net.OpError
@@ -57,32 +44,18 @@ func postToken(ctx context.Context, hc *http.Client, cfg *oauth2.Config, form ur
 		}
 		return nil, fmt.Errorf("token request: %w", err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponseBytes))
-	if err != nil {
-		return nil, fmt.Errorf("token request: read response: %w", err)
-	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		re := &oauth2.RetrieveError{Response: resp, Body: body}
-		var e struct {
-			Code        string `json:"error"`
-			Description string `json:"error_description"`
-			URI         string `json:"error_uri"`
+		if re := errorResponse(resp, body); re != nil {
+			return nil, re
 		}
-		if json.Unmarshal(body, &e) == nil {
-			re.ErrorCode, re.ErrorDescription, re.ErrorURI = e.Code, e.Description, e.URI
+		// Keep unknown bodies (proxies' HTML pages) out of messages.
+		err := fmt.Errorf("token request: %s from %s", resp.Status, cfg.Endpoint.TokenURL)
+		switch resp.StatusCode {
+		case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusGone:
+			// No token endpoint there: nothing was redeemed.
+			return nil, fmt.Errorf("%w: %w", errNotDelivered, err)
 		}
-		if re.ErrorCode == "" {
-			// Keep unknown bodies (proxies' HTML pages) out of messages.
-			err := fmt.Errorf("token request: %s from %s", resp.Status, cfg.Endpoint.TokenURL)
-			switch resp.StatusCode {
-			case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusGone:
-				// No token endpoint there: nothing was redeemed.
-				return nil, fmt.Errorf("%w: %w", errNotDelivered, err)
-			}
-			return nil, err
-		}
-		return nil, re
+		return nil, err
 	}
 	var r tokenResponse
 	if err := json.Unmarshal(body, &r); err != nil {
@@ -98,13 +71,52 @@ func postToken(ctx context.Context, hc *http.Client, cfg *oauth2.Config, form ur
 	return &r, nil
 }
 
-// cloneForm returns a copy of v, so callers' forms are not changed.
-func cloneForm(v url.Values) url.Values {
-	out := make(url.Values, len(v)+1)
-	for k, s := range v {
-		out[k] = append([]string(nil), s...)
+// postForm POSTs form to endpoint as cfg's client (the token, device
+// authorization and revocation endpoints): a public client sends client_id
+// in the body, a confidential one authenticates with HTTP Basic (RFC 6749
+// §2.3.1). It returns the response with its body read, up to a limit; form
+// is not changed.
+func postForm(ctx context.Context, hc *http.Client, cfg *oauth2.Config, endpoint string, form url.Values) (*http.Response, []byte, error) {
+	f := make(url.Values, len(form)+1)
+	for k, v := range form {
+		f[k] = append([]string(nil), v...)
 	}
-	return out
+	if cfg.ClientSecret == "" {
+		f.Set("client_id", cfg.ClientID)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(f.Encode()))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if cfg.ClientSecret != "" {
+		req.SetBasicAuth(url.QueryEscape(cfg.ClientID), url.QueryEscape(cfg.ClientSecret))
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxTokenResponseBytes))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read response: %w", err)
+	}
+	return resp, body, nil
+}
+
+// errorResponse decodes an OAuth error response (RFC 6749 §5.2), or returns
+// nil if the body carries no error code.
+func errorResponse(resp *http.Response, body []byte) *oauth2.RetrieveError {
+	var e struct {
+		Code        string `json:"error"`
+		Description string `json:"error_description"`
+		URI         string `json:"error_uri"`
+	}
+	if json.Unmarshal(body, &e) != nil || e.Code == "" {
+		return nil
+	}
+	return &oauth2.RetrieveError{Response: resp, Body: body, ErrorCode: e.Code, ErrorDescription: e.Description, ErrorURI: e.URI}
 }
 
 // expiresIn reads expires_in (RFC 6749 §5.1), a number of seconds that some
