@@ -34,9 +34,9 @@ const (
 	DefaultFlyteRedirectURI = "http://localhost:53593/callback"
 )
 
-// DefaultFlyteScopes are the scopes requested when a Flyte deployment
+// defaultFlyteScopes are the scopes requested when a Flyte deployment
 // advertises none.
-var DefaultFlyteScopes = []string{"all", "offline"}
+var defaultFlyteScopes = []string{"all", "offline"}
 
 // flyteKeyPrefix starts the cache key's Issuer of a Flyte login, which is
 // derived from the Flyte endpoint (the issuer is known only after discovery).
@@ -91,7 +91,7 @@ func (o *Options) withFlyte(p *cache.Provider) Options {
 	if len(o.ExtraScopes) == 0 {
 		out.ExtraScopes = slices.Clone(cc.Scopes)
 		if len(out.ExtraScopes) == 0 {
-			out.ExtraScopes = slices.Clone(DefaultFlyteScopes)
+			out.ExtraScopes = slices.Clone(defaultFlyteScopes)
 		}
 	}
 	if o.RedirectURL == "" && len(o.ListenAddresses) == 0 {
