@@ -50,7 +50,7 @@ func (c *Client) Logout(ctx context.Context) (*Logout, error) {
 	e, err := store.Load(id)
 	switch {
 	case errors.Is(err, cache.ErrNotFound):
-		return nil, fmt.Errorf("%w: no cache entry for %s", ErrNoEntry, o.describe())
+		return nil, fmt.Errorf("%w: no cache entry for %s", ErrNoEntry, o.Describe())
 	case err != nil:
 		res.RevokeErr = err
 	default:

@@ -311,8 +311,9 @@ func (o *Options) FromKey(k cache.Key) {
 	}
 }
 
-// describe names the login the options are for, for messages.
-func (o *Options) describe() string {
+// Describe names the login the options are for, for messages: the issuer
+// (or Flyte endpoint) and the client id; never a secret.
+func (o *Options) Describe() string {
 	who := o.IssuerURL
 	if o.FlyteEndpoint != "" {
 		who = "Flyte " + o.FlyteEndpoint

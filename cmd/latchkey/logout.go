@@ -73,13 +73,7 @@ func (c *cli) logout(ctx context.Context, o plugin.Options) int {
 	if err != nil {
 		return c.fail(err)
 	}
-	who := o.IssuerURL
-	if o.FlyteEndpoint != "" {
-		who = o.FlyteEndpoint
-	}
-	if o.ClientID != "" {
-		who += " (client " + o.ClientID + ")"
-	}
+	who := o.Describe()
 	switch {
 	case errors.Is(res.RevokeErr, plugin.ErrNoRevocation):
 		fmt.Fprintf(c.stderr, "latchkey: logged out of %s on this machine: removed %s; %v\n", who, res.Path, res.RevokeErr)

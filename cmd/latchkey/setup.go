@@ -38,7 +38,7 @@ Examples:
 			}
 			args := append([]string{"get-token"}, reusableArgs(fs, c.args)...)
 			self := "latchkey"
-			if exe, err := os.Executable(); err == nil && !onPath(exe) {
+			if exe, err := os.Executable(); err == nil && !onPath(c.getenv("PATH"), exe) {
 				self = exe
 			}
 			u := execUser{
@@ -120,9 +120,9 @@ func reusableArgs(fs *flag.FlagSet, args []string) []string {
 	return out
 }
 
-// onPath tells whether exe is what "latchkey" resolves to on $PATH.
-func onPath(exe string) bool {
-	for _, dir := range strings.Split(os.Getenv("PATH"), string(os.PathListSeparator)) {
+// onPath tells whether exe is what "latchkey" resolves to on path ($PATH).
+func onPath(path, exe string) bool {
+	for _, dir := range strings.Split(path, string(os.PathListSeparator)) {
 		if dir != "" && sameFile(dir+string(os.PathSeparator)+"latchkey", exe) {
 			return true
 		}

@@ -41,6 +41,9 @@ Examples:
 			default:
 				return c.fail(fmt.Errorf("%w: --output %q (want token, header or json)", plugin.ErrUsage, *output))
 			}
+			if *idToken && o.FlyteEndpoint != "" {
+				return c.fail(fmt.Errorf("%w: --id-token: a Flyte login has no ID token (Flyte's scopes leave out openid)", plugin.ErrUsage))
+			}
 			o.UseAccessToken = !*idToken
 			if tok, ok := c.client(o, false).Cached(); ok {
 				return c.printToken(tok, *output)
