@@ -676,3 +676,33 @@ func roundTrip(t *testing.T, e *Entry) *Entry {
 	}
 	return e2
 }
+
+// TestForgetKeepsTheLock: Forget removes the entry and what a killed Save
+// left behind, but not the lock file another process may be waiting on.
+func TestForgetKeepsTheLock(t *testing.T) {
+	c := Open(t.TempDir())
+	if err := c.Save(testID, testEntry()); err != nil {
+		t.Fatal(err)
+	}
+	l, ok, err := c.TryLock(testID)
+	if err != nil || !ok {
+		t.Fatalf("TryLock = %v, %v", ok, err)
+	}
+	defer l.Unlock()
+	leftover := filepath.Join(c.Dir, "."+testID+".123.tmp")
+	if err := os.WriteFile(leftover, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Forget(testID); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{testID + ".lock"}, dirNames(t, c.Dir)); diff != "" {
+		t.Errorf("dir after Forget (-want +got):\n%s", diff)
+	}
+	if err := c.Delete(testID); err != nil {
+		t.Fatal(err)
+	}
+	if names := dirNames(t, c.Dir); len(names) != 0 {
+		t.Errorf("dir after Delete = %v, want empty", names)
+	}
+}

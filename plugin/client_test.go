@@ -623,3 +623,28 @@ func TestBadLoopbackOptionsTouchNothing(t *testing.T) {
 		t.Errorf("the IdP was contacted: %+v", h.idp.Counts())
 	}
 }
+
+// TestServerErrorIsNoRefusal: invalid_grant in a 5xx is the provider
+// failing, not a refused refresh token: no login.
+func TestServerErrorIsNoRefusal(t *testing.T) {
+	var fail atomic.Bool
+	h := newHarness(t, idptest.Config{Intercept: func(w http.ResponseWriter, r *http.Request) bool {
+		if !fail.Load() || r.URL.Path != idptest.TokenPath {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusInternalServerError)
+		w.Write([]byte(`{"error":"invalid_grant"}`))
+		return true
+	}})
+	o := h.options()
+	h.mustToken(o)
+	fail.Store(true)
+	h.clock.Advance(2 * idptest.DefaultTokenLifetime)
+	if _, err := h.token(o); err == nil || errors.Is(err, errRefreshRefused) {
+		t.Errorf("err = %v, want a failure that is not a refusal", err)
+	}
+	if got := h.browsers.Load(); got != 1 {
+		t.Errorf("browsers opened = %d, want 1", got)
+	}
+}
