@@ -30,6 +30,9 @@ type cli struct {
 	stdout, stderr io.Writer
 	// args are the command's arguments, for commands that echo them.
 	args []string
+	// personAtStderr: stderr is a terminal, so a person sees it. Decided
+	// once, before a command may send people's output to /dev/tty.
+	personAtStderr bool
 }
 
 // command is a subcommand: its one-line summary, usage line, longer help
@@ -51,7 +54,7 @@ func commands() []command {
 
 // run is the whole program but for process setup: it returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
-	c := &cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	c := &cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr, personAtStderr: isTerminal(stderr)}
 	if len(args) == 0 {
 		c.usage(stderr)
 		return 2
@@ -136,7 +139,7 @@ func (c *cli) client(o plugin.Options, interactive bool) *plugin.Client {
 		Logger:      c.logger(o.Verbose),
 		Getenv:      c.getenv,
 		Stderr:      c.stderr,
-		Interactive: isTerminal(c.stderr),
+		Interactive: c.personAtStderr,
 	}
 	if interactive {
 		cl.Stdin = c.stdin
