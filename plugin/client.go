@@ -85,8 +85,9 @@ type Token struct {
 // without network access; only when the cached token expires within 10
 // seconds (or ForceRefresh is set) does it take the key's lock, re-read the
 // cache, refresh, and, when the provider refuses the refresh token or there
-// is none, run a browser login. A provider that cannot be reached is an
-// error: it never starts a browser login, and the cache keeps its entry.
+// is none, log in (in a browser, or with a headless grant). A provider that
+// cannot be reached is an error: it never starts a login, and the cache
+// keeps its tokens.
 func (c *Client) Token(ctx context.Context) (*Token, error) {
 	start := c.now()
 	t, seen, err := c.cached()
