@@ -243,6 +243,11 @@ func (c *Cache) LockPath(id string) string {
 // the entry is invalid. Other I/O errors, such as permission denied, are
 // returned wrapped.
 func (c *Cache) Load(id string) (*Entry, error) {
+	return c.load(id, decode)
+}
+
+// load reads id's entry and decodes it with dec.
+func (c *Cache) load(id string, dec func(path string, data []byte) (*Entry, error)) (*Entry, error) {
 	if err := checkID(id); err != nil {
 		return nil, fmt.Errorf("load token cache: %w", err)
 	}
@@ -287,7 +292,7 @@ func (c *Cache) Load(id string) (*Entry, error) {
 		}
 		return nil, fmt.Errorf("load token cache %s: %w", path, err)
 	}
-	e, err := decode(path, data)
+	e, err := dec(path, data)
 	if err != nil || e.Secrets == "" {
 		return e, err
 	}
@@ -346,13 +351,21 @@ func decode(path string, data []byte) (*Entry, error) {
 	if err := json.Unmarshal(data, &e); err != nil {
 		return nil, invalid(path, jsonReason(err))
 	}
-	switch {
-	case e.Version < 1:
-		return nil, invalid(path, fmt.Sprintf("missing or bad format version %d", e.Version))
-	case e.Version > Version:
-		return nil, invalid(path, fmt.Sprintf("format version %d is newer than this latchkey supports (%d)", e.Version, Version))
+	if err := checkVersion(path, e.Version); err != nil {
+		return nil, err
 	}
 	return &e, nil
+}
+
+// checkVersion refuses format versions this package cannot read.
+func checkVersion(path string, v int) error {
+	switch {
+	case v < 1:
+		return invalid(path, fmt.Sprintf("missing or bad format version %d", v))
+	case v > Version:
+		return invalid(path, fmt.Sprintf("format version %d is newer than this latchkey supports (%d)", v, Version))
+	}
+	return nil
 }
 
 // jsonReason describes a json.Unmarshal error without quoting the input: the

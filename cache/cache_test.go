@@ -339,18 +339,20 @@ func TestLoadInvalid(t *testing.T) {
 	})
 }
 
-// checkInvalid asserts that c.Load(testID) fails with ErrInvalid, naming the
-// path but no content.
+// checkInvalid asserts that c.Load(testID) and c.Peek(testID) fail with
+// ErrInvalid, naming the path but no content.
 func checkInvalid(t *testing.T, c *Cache) {
 	t.Helper()
-	e, err := c.Load(testID)
-	if !errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotFound) || e != nil {
-		t.Fatalf("Load = %v, %v; want ErrInvalid", e, err)
+	for name, load := range map[string]func(string) (*Entry, error){"Load": c.Load, "Peek": c.Peek} {
+		e, err := load(testID)
+		if !errors.Is(err, ErrInvalid) || errors.Is(err, ErrNotFound) || e != nil {
+			t.Fatalf("%s = %v, %v; want ErrInvalid", name, e, err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, c.Path(testID)) || strings.Contains(msg, secret) {
+			t.Errorf("%s error %q: want the path and no content", name, msg)
+		}
+		t.Log(err)
 	}
-	if msg := err.Error(); !strings.Contains(msg, c.Path(testID)) || strings.Contains(msg, secret) {
-		t.Errorf("error %q: want the path and no content", msg)
-	}
-	t.Log(err)
 }
 
 func TestLoadTightensPermissions(t *testing.T) {

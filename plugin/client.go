@@ -77,7 +77,9 @@ type Token struct {
 	Value string
 	// Expiry is when Value expires; zero if unknown.
 	Expiry time.Time
-	// Entry is the cache entry holding Value.
+	// Entry is the cache entry holding Value. When Value came from the
+	// cache without a refresh, Entry holds only the tokens and their
+	// expiries (see [cache.Cache.Peek]).
 	Entry *cache.Entry
 }
 
@@ -111,7 +113,7 @@ func (c *Client) Token(ctx context.Context) (*Token, error) {
 		}
 	}()
 	// Another process may have refreshed or logged in meanwhile.
-	e, err := c.load(store, id, true)
+	e, err := c.load(store.Load, id, true)
 	if err != nil {
 		return nil, err
 	}
@@ -135,11 +137,12 @@ func (c *Client) Token(ctx context.Context) (*Token, error) {
 	return c.renew(ctx, store, e, id)
 }
 
-// load reads id's entry: nil if there is none or it is damaged (a login
-// will replace it), an error if the OS keyring holding its tokens cannot be
+// load reads id's entry with read (the cache's Load, or Peek where the
+// tokens are enough): nil if there is none or it is damaged (a login will
+// replace it), an error if the OS keyring holding its tokens cannot be
 // read (a login would not help and would replace a good refresh token).
-func (c *Client) load(store *cache.Cache, id string, warn bool) (*cache.Entry, error) {
-	e, err := store.Load(id)
+func (c *Client) load(read func(id string) (*cache.Entry, error), id string, warn bool) (*cache.Entry, error) {
+	e, err := read(id)
 	switch {
 	case err == nil:
 		return e, nil
@@ -188,7 +191,7 @@ func (c *Client) cached() (*Token, *cache.Entry, error) {
 	if store == nil {
 		return nil, nil, nil
 	}
-	e, err := c.load(store, o.Key().ID(), false)
+	e, err := c.load(store.Peek, o.Key().ID(), false)
 	if e == nil || err != nil {
 		return nil, nil, err
 	}

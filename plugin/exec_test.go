@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clientauthv1 "k8s.io/client-go/pkg/apis/clientauthentication/v1"
 	clientauthv1beta1 "k8s.io/client-go/pkg/apis/clientauthentication/v1beta1"
 )
@@ -110,7 +111,19 @@ func FuzzParseExecInfo(f *testing.F) {
 	f.Add(`{"apiVersion":"client.authentication.k8s.io/v1beta1","kind":"ExecCredential","spec":{"cluster":{"server":"https://k","certificate-authority-data":"AAAA","config":{"a":1}}}}`)
 	f.Add(`{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":"yes"}}`)
 	f.Add(``)
+	f.Add(`{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","spec":{"interactive":true,"Interactive":false}}`)
+	f.Add(`{"apiVersion":"client.authentication.k8s.io/v1","KIND":"x","kind":"ExecCredential","spec":null,"status":{}}`)
 	f.Fuzz(func(t *testing.T, s string) {
+		// The reflection-free scan decodes what json.Unmarshal decodes.
+		if c, ok := scanExecInfo(s); ok {
+			var ref ExecCredential
+			if err := json.Unmarshal([]byte(s), &ref); err != nil {
+				t.Fatalf("scanExecInfo took %q, json.Unmarshal refuses it: %v", s, err)
+			}
+			if diff := cmp.Diff(ref, c); diff != "" {
+				t.Fatalf("scanExecInfo(%q) (-json.Unmarshal +scan):\n%s", s, diff)
+			}
+		}
 		req, err := ParseExecInfo(s)
 		if err != nil {
 			if !errors.Is(err, ErrExecInfo) {
@@ -125,6 +138,93 @@ func FuzzParseExecInfo(f *testing.F) {
 		var c clientauthv1.ExecCredential
 		if err := json.Unmarshal(buf.Bytes(), &c); err != nil || !strings.HasPrefix(c.APIVersion, "client.authentication.k8s.io/") {
 			t.Fatalf("answer %s does not decode: %v", buf.Bytes(), err)
+		}
+	})
+}
+
+// TestScanExecInfoTakesClientGoRequests: requests as client-go's types
+// encode them take the reflection-free path unless they carry cluster
+// information.
+func TestScanExecInfoTakesClientGoRequests(t *testing.T) {
+	for _, interactive := range []bool{false, true} {
+		v1, err := json.Marshal(clientauthv1.ExecCredential{
+			TypeMeta: metav1.TypeMeta{APIVersion: APIVersionV1, Kind: "ExecCredential"},
+			Spec:     clientauthv1.ExecCredentialSpec{Interactive: interactive},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v1beta1, err := json.Marshal(clientauthv1beta1.ExecCredential{
+			TypeMeta: metav1.TypeMeta{APIVersion: APIVersionV1beta1, Kind: "ExecCredential"},
+			Spec:     clientauthv1beta1.ExecCredentialSpec{Interactive: interactive},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, req := range [][]byte{v1, v1beta1} {
+			c, ok := scanExecInfo(string(req))
+			if !ok || c.Spec.Interactive != interactive || c.Kind != "ExecCredential" {
+				t.Errorf("scanExecInfo(%s) = %+v, %v", req, c, ok)
+			}
+		}
+	}
+	withCluster, err := json.Marshal(clientauthv1.ExecCredential{
+		TypeMeta: metav1.TypeMeta{APIVersion: APIVersionV1, Kind: "ExecCredential"},
+		Spec:     clientauthv1.ExecCredentialSpec{Cluster: &clientauthv1.Cluster{Server: "https://k"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := scanExecInfo(string(withCluster)); ok {
+		t.Errorf("scanExecInfo took cluster information, which it does not decode: %s", withCluster)
+	}
+	if req, err := ParseExecInfo(string(withCluster)); err != nil || req.Spec.Cluster == nil || req.Spec.Cluster.Server != "https://k" {
+		t.Errorf("ParseExecInfo(%s) = %+v, %v; want the cluster", withCluster, req, err)
+	}
+}
+
+// marshalExecCredential is what WriteExecCredential writes, through
+// encoding/json's reflection: the reference for its hand-written encoding.
+func marshalExecCredential(req *ExecCredential, token string, expiry time.Time) ([]byte, error) {
+	out := ExecCredential{APIVersion: req.APIVersion, Kind: "ExecCredential", Status: &ExecCredentialStatus{Token: token}}
+	if !expiry.IsZero() {
+		t := expiry.UTC().Truncate(time.Second)
+		out.Status.ExpirationTimestamp = &t
+	}
+	b, err := json.Marshal(out)
+	return append(b, '\n'), err
+}
+
+// FuzzWriteExecCredential: the answer is byte for byte what json.Marshal
+// makes of the same ExecCredential, for any apiVersion, token and expiry,
+// and it fails exactly when json.Marshal does.
+func FuzzWriteExecCredential(f *testing.F) {
+	f.Add(APIVersionV1, benchToken, int64(1_795_000_000), int64(999_999_999))
+	f.Add(APIVersionV1beta1, "", int64(0), int64(0))
+	f.Add(APIVersionV1, "a\"b\\c\n\t\x00<>&\u2028\xff\x7f é", int64(-62135596800), int64(1))
+	f.Add("v\x01", "tok", int64(253402300800), int64(0)) // 10000-01-01
+	f.Add("", "tok", int64(-62135596801), int64(0))      // 0000-12-31
+	f.Add("", "tok", int64(-62167219201), int64(0))      // year -1
+	f.Fuzz(func(t *testing.T, apiVersion, token string, sec, nsec int64) {
+		var exp time.Time
+		if sec != 0 || nsec != 0 {
+			exp = time.Unix(sec, nsec)
+		}
+		req := &ExecCredential{APIVersion: apiVersion}
+		want, wantErr := marshalExecCredential(req, token, exp)
+		var buf bytes.Buffer
+		err := WriteExecCredential(&buf, req, token, exp)
+		if (err != nil) != (wantErr != nil) {
+			t.Fatalf("error %v, json.Marshal's %v", err, wantErr)
+		}
+		if err != nil {
+			if buf.Len() != 0 {
+				t.Errorf("wrote %q before failing", buf.Bytes())
+			}
+			return
+		}
+		if got := buf.Bytes(); !bytes.Equal(got, want) {
+			t.Errorf("wrote\n%q\njson.Marshal gives\n%q", got, want)
 		}
 	})
 }
