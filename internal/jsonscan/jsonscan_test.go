@@ -32,8 +32,8 @@ func TestObject(t *testing.T) {
 		}, true},
 		{`{"a":1,"a":2}`, []member{{"a", "1"}, {"a", "2"}}, true},
 		{`{"a\u0062":1}`, nil, false}, // escaped name
-		{`{"é":1}`, nil, false},        // non-ASCII name
-		{`{"a":1,}`, nil, false},       // invalid JSON
+		{`{"é":1}`, nil, false},       // non-ASCII name
+		{`{"a":1,}`, nil, false},      // invalid JSON
 		{`{"a":1}x`, nil, false},
 		{`[{"a":1}]`, nil, false},
 		{`"a"`, nil, false},
