@@ -25,8 +25,8 @@
 // storage, renames it over the entry and flushes the directory. rename(2) (and
 // MoveFileEx on Windows) replaces the entry atomically, so a reader sees the
 // old entry or the new one, never a mix, and a crash leaves the old entry
-// intact. Load therefore takes no lock and is cheap enough to run on every
-// kubectl invocation.
+// intact. Load therefore takes no lock, and neither does [Cache.Peek], its
+// cheaper variant for a cached kubectl call.
 //
 // The lock serializes writers only. Public clients' refresh tokens are rotated
 // on use (RFC 9700 §4.14): two processes that refresh with the same token at
