@@ -2,9 +2,6 @@
 
 package cache
 
-// This platform has no O_NOFOLLOW or O_NONBLOCK; Load relies on its Lstat and
-// Stat checks alone.
-const (
-	oNoFollow = 0
-	oNonBlock = 0
-)
+// This platform has no O_NOFOLLOW; the lock file's open and Load rely on
+// other checks (see openEntry).
+const oNoFollow = 0
