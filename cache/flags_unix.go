@@ -14,20 +14,22 @@ const (
 	oNonBlock = syscall.O_NONBLOCK
 )
 
-// openEntry opens an entry for reading. O_NOFOLLOW and O_NONBLOCK keep a
-// symbolic link or a FIFO swapped in after Load's Lstat from being followed
-// or from blocking the open; Load's Stat of the opened file then refuses
+// openEntry opens an entry for reading. O_NOFOLLOW, O_NONBLOCK and
+// O_NOCTTY keep a symbolic link, a FIFO or a terminal swapped in after
+// Load's Lstat from being followed, from blocking the open or from becoming
+// the controlling terminal; Load's Stat of the opened file then refuses
 // anything but a regular file.
 //
 // The descriptor is made blocking again before os.NewFile wraps it: reads
-// of a regular file never wait, and a blocking descriptor stays out of the
-// runtime's network poller, whose set-up (epoll instance, eventfd,
-// registration) a cached call would otherwise pay for.
+// of a regular file never return EAGAIN, so they gain nothing from the
+// runtime's network poller, and a blocking descriptor stays out of it and
+// spares a cached call the poller's set-up (epoll instance, eventfd,
+// registration).
 func openEntry(path string) (*os.File, error) {
 	var fd int
 	var err error
 	for {
-		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC|oNoFollow|oNonBlock, 0)
+		fd, err = syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC|syscall.O_NOCTTY|oNoFollow|oNonBlock, 0)
 		if err != syscall.EINTR {
 			break
 		}

@@ -3,6 +3,7 @@ package cache
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"reflect"
 	"strings"
 	"testing"
@@ -12,48 +13,33 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
-// peekFields are the Entry fields Peek decodes.
-var peekFields = []string{"Version", "IDToken", "IDTokenExpiry", "AccessToken", "TokenType", "Expiry", "RefreshToken", "Secrets"}
+// peeked returns what Peek makes of an entry e.
+func peeked(e *Entry) *Entry {
+	t := tokens{e.Version, e.IDToken, e.IDTokenExpiry, e.AccessToken, e.TokenType, e.Expiry, e.RefreshToken, e.Secrets}
+	return t.entry()
+}
 
-// peekStruct returns a pointer to a new struct of Entry's peekFields, with
-// their JSON tags: what json.Unmarshal makes of an entry's tokens is the
-// reference for scanTokens.
-func peekStruct(t testing.TB) reflect.Value {
-	t.Helper()
-	et := reflect.TypeFor[Entry]()
-	var fields []reflect.StructField
-	for _, name := range peekFields {
-		f, ok := et.FieldByName(name)
-		if !ok {
-			t.Fatalf("Entry has no field %s", name)
+// TestTokensMatchEntry: tokens' fields are Entry's, with the same types and
+// JSON tags, and tokenNames are their JSON names.
+func TestTokensMatchEntry(t *testing.T) {
+	et, tt := reflect.TypeFor[Entry](), reflect.TypeFor[tokens]()
+	var names []string
+	for i := range tt.NumField() {
+		f := tt.Field(i)
+		ef, ok := et.FieldByName(f.Name)
+		if !ok || ef.Type != f.Type || ef.Tag != f.Tag {
+			t.Errorf("tokens.%s %v `%s` is not Entry's (%v `%s`)", f.Name, f.Type, f.Tag, ef.Type, ef.Tag)
 		}
-		f.Index, f.Offset = nil, 0
-		fields = append(fields, f)
+		names = append(names, strings.Split(f.Tag.Get("json"), ",")[0])
 	}
-	return reflect.New(reflect.StructOf(fields))
-}
-
-// entryOf copies the fields of a peekStruct into an Entry.
-func entryOf(v reflect.Value) Entry {
-	var e Entry
-	ev := reflect.ValueOf(&e).Elem()
-	for _, name := range peekFields {
-		ev.FieldByName(name).Set(v.Elem().FieldByName(name))
+	if diff := cmp.Diff(names, tokenNames[:]); diff != "" {
+		t.Errorf("tokenNames (-tokens' tags +tokenNames):\n%s", diff)
 	}
-	return e
-}
-
-// TestPeekNames: scanTokens looks for the JSON names of exactly the fields
-// Peek documents.
-func TestPeekNames(t *testing.T) {
-	et := reflect.TypeFor[Entry]()
-	var tags []string
-	for _, name := range peekFields {
-		f, _ := et.FieldByName(name)
-		tags = append(tags, strings.Split(f.Tag.Get("json"), ",")[0])
-	}
-	if diff := cmp.Diff(tags, peekNames[:], cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
-		t.Errorf("peekNames (-Entry's tags +peekNames):\n%s", diff)
+	// peeked and entry copy every field.
+	e := testEntry()
+	e.Secrets = "x"
+	if diff := cmp.Diff(e, peeked(e), cmpopts.IgnoreFields(Entry{}, "Key", "Provider", "LoginFailure", "RefreshFailure")); diff != "" {
+		t.Errorf("peeked (-entry +peeked):\n%s", diff)
 	}
 }
 
@@ -82,11 +68,11 @@ func TestPeekScansSavedEntries(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var got Entry
+			var got tokens
 			if !scanTokens(data, &got) {
 				t.Fatalf("scanTokens declined an entry as Save writes it:\n%s", data)
 			}
-			if diff := cmp.Diff(tokensOf(e), got); diff != "" {
+			if diff := cmp.Diff(peeked(e), got.entry()); diff != "" {
 				t.Errorf("scanTokens (-want +got):\n%s", diff)
 			}
 		})
@@ -102,8 +88,42 @@ func TestPeekScansSavedEntries(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Peek: %v", err)
 	}
-	if diff := cmp.Diff(tokensOf(want), *got); diff != "" {
+	if diff := cmp.Diff(peeked(want), got); diff != "" {
 		t.Errorf("Peek (-want +got):\n%s", diff)
+	}
+}
+
+// TestPeekChecksOnlyTokens: an entry whose other members Load refuses still
+// yields its tokens, however they are written; a damaged token member does
+// not.
+func TestPeekChecksOnlyTokens(t *testing.T) {
+	exp := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	c := Open(t.TempDir())
+	for _, tt := range []struct {
+		name, data string
+		want       string // the ID token; "" means ErrInvalid
+	}{
+		{"plain", `{"version":1,"id_token":"a.b.c","id_token_expiry":"` + exp + `","provider":5}`, "a.b.c"},
+		{"escaped", `{"version":1,"id_token":"a.b\u002fc","id_token_expiry":"` + exp + `","provider":5}`, "a.b/c"},
+		{"damaged token", `{"version":1,"id_token":5,"id_token_expiry":"` + exp + `"}`, ""},
+		{"damaged expiry", `{"version":1,"id_token":"a.b.c","id_token_expiry":"soon"}`, ""},
+		{"damaged JSON elsewhere", `{"version":1,"id_token":"a.b.c","provider":{]}`, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := os.WriteFile(c.Path(testID), []byte(tt.data), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Load(testID); !errors.Is(err, ErrInvalid) {
+				t.Errorf("Load = %v; want ErrInvalid", err)
+			}
+			e, err := c.Peek(testID)
+			switch {
+			case tt.want == "" && !errors.Is(err, ErrInvalid):
+				t.Errorf("Peek = %v, %v; want ErrInvalid", e, err)
+			case tt.want != "" && (err != nil || e.IDToken != tt.want):
+				t.Errorf("Peek = %v, %v; want ID token %q", e, err, tt.want)
+			}
+		})
 	}
 }
 
@@ -120,7 +140,7 @@ func TestPeekKeyring(t *testing.T) {
 		t.Fatalf("Peek: %v", err)
 	}
 	want.Secrets = SecretsInKeyring
-	if diff := cmp.Diff(tokensOf(want), *got); diff != "" {
+	if diff := cmp.Diff(peeked(want), got); diff != "" {
 		t.Errorf("Peek (-want +got):\n%s", diff)
 	}
 }
@@ -139,8 +159,9 @@ func TestPeekErrors(t *testing.T) {
 }
 
 // FuzzPeek: whenever scanTokens takes an input, json.Unmarshal decodes the
-// same tokens from it; whatever Load accepts, Peek accepts with Load's
-// tokens; Peek's errors are ErrInvalid.
+// same tokens from it; Peek succeeds exactly when json.Unmarshal decodes the
+// tokens with a supported version, and then agrees with Load whenever Load
+// succeeds; Peek's errors are ErrInvalid.
 func FuzzPeek(f *testing.F) {
 	for _, e := range []*Entry{testEntry(), {Version: 1}} {
 		b, err := json.Marshal(e)
@@ -164,7 +185,7 @@ func FuzzPeek(f *testing.F) {
 		`{"version":1,"expiry":"2026-01-02T03:04:05Z","expiry":"2026-01-02T03:04:05.1+24:00"}`,
 		`{"version":1,"expiry":"2026-1-2T03:04:05Z"}`,
 		`{"version":1,"provider":{"a":"}\"","b":[{"c":"]"}]},"id_token":"x"}`,
-		`{"version":1,"key":"\\","id_token":"y"}`,
+		`{"version":1,"key":"\\","id_token":"y","provider":5}`,
 		`{"version":1,"x":tru}`,
 		` {"version" : 1 , "secrets" : "keyring" } `,
 		`[{"version":1}]`,
@@ -173,29 +194,32 @@ func FuzzPeek(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var got Entry
-		if scanTokens(data, &got) {
-			ref := peekStruct(t)
-			if err := json.Unmarshal(data, ref.Interface()); err != nil {
-				t.Fatalf("scanTokens took what json.Unmarshal refuses (%v): %q", err, data)
+		var ref tokens
+		refErr := json.Unmarshal(data, &ref)
+		var scanned tokens
+		if scanTokens(data, &scanned) {
+			if refErr != nil {
+				t.Fatalf("scanTokens took what json.Unmarshal refuses (%v): %q", refErr, data)
 			}
-			if diff := cmp.Diff(entryOf(ref), got); diff != "" {
+			if diff := cmp.Diff(ref, scanned); diff != "" {
 				t.Fatalf("scanTokens (-json.Unmarshal +scanTokens) of %q:\n%s", data, diff)
 			}
 		}
-		peeked, perr := peekTokens("x.json", data)
-		if perr != nil && (!errors.Is(perr, ErrInvalid) || peeked != nil) {
-			t.Fatalf("peekTokens = %v, %v; want ErrInvalid", peeked, perr)
+		peek, err := peekTokens("x.json", data)
+		if refErr == nil && ref.Version >= 1 && ref.Version <= Version {
+			if err != nil {
+				t.Fatalf("json.Unmarshal decodes the tokens of %q, Peek refuses them: %v", data, err)
+			}
+			if diff := cmp.Diff(ref.entry(), peek); diff != "" {
+				t.Fatalf("Peek (-json.Unmarshal +Peek) of %q:\n%s", data, diff)
+			}
+		} else if !errors.Is(err, ErrInvalid) || peek != nil {
+			t.Fatalf("peekTokens(%q) = %v, %v; want ErrInvalid", data, peek, err)
 		}
-		full, err := decode("x.json", data)
-		if err != nil {
-			return
-		}
-		if perr != nil {
-			t.Fatalf("Load accepts %q, Peek refuses it: %v", data, perr)
-		}
-		if diff := cmp.Diff(tokensOf(full), *peeked); diff != "" {
-			t.Fatalf("Peek (-Load +Peek) of %q:\n%s", data, diff)
+		if full, err := decode("x.json", data); err == nil {
+			if diff := cmp.Diff(peeked(full), peek); diff != "" {
+				t.Fatalf("Peek (-Load +Peek) of %q:\n%s", data, diff)
+			}
 		}
 	})
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestLoadFIFO(t *testing.T) {
@@ -16,6 +18,69 @@ func TestLoadFIFO(t *testing.T) {
 		t.Skip(err)
 	}
 	checkInvalid(t, c) // must not block waiting for a writer
+}
+
+// TestOpenEntry: the open itself neither blocks on a FIFO nor follows a
+// symbolic link (Load's Lstat usually stops both before it: this is the
+// case of one swapped in after the Lstat), and what it returns reads in
+// blocking mode, outside the network poller.
+func TestOpenEntry(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip(err)
+	}
+	f, err := openEntry(fifo) // blocks forever without O_NONBLOCK
+	if err != nil {
+		t.Fatalf("openEntry(FIFO): %v", err)
+	}
+	defer f.Close()
+	if nonblocking(t, f) {
+		t.Error("the descriptor is still non-blocking")
+	}
+
+	file := filepath.Join(dir, "entry.json")
+	if err := os.WriteFile(file, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(file, link); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := openEntry(link); err == nil || errors.Is(err, os.ErrNotExist) {
+		f.Close()
+		t.Errorf("openEntry(symlink) = %v; want a refusal that is not ErrNotExist", err)
+	}
+	if _, err := openEntry(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("openEntry(missing) = %v; want ErrNotExist", err)
+	}
+	g, err := openEntry(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if b := make([]byte, 8); nonblocking(t, g) {
+		t.Error("a regular file's descriptor is non-blocking")
+	} else if n, err := g.Read(b); err != nil || string(b[:n]) != "{}" {
+		t.Errorf("Read = %q, %v", b[:n], err)
+	}
+}
+
+// nonblocking reports whether f's descriptor has O_NONBLOCK set.
+func nonblocking(t *testing.T, f *os.File) bool {
+	t.Helper()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var flags int
+	var ferr error
+	if err := rc.Control(func(fd uintptr) {
+		flags, ferr = unix.FcntlInt(fd, unix.F_GETFL, 0)
+	}); err != nil || ferr != nil {
+		t.Fatal(err, ferr)
+	}
+	return flags&syscall.O_NONBLOCK != 0
 }
 
 func TestLockDoesNotFollowSymlink(t *testing.T) {

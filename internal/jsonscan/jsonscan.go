@@ -12,9 +12,10 @@ package jsonscan
 import "encoding/json"
 
 // Object calls f with the name and the raw value of each member of the JSON
-// object data, in order, and reports whether data is valid JSON (RFC 8259),
-// an object, all of whose member names are plain (see [String]), and f
-// returned true for every member. It stops at the first failure. A raw value
+// object data, in order, and reports whether json.Valid accepts data (RFC
+// 8259 syntax; like encoding/json, it does not check UTF-8), data is an
+// object, all of its member names are plain (see [String]; names inside its
+// values are not looked at), and f returned true for every member. It stops at the first failure. A raw value
 // is the value's bytes without surrounding white space, as
 // json.Unmarshaler.UnmarshalJSON receives it. Validation comes first, at a
 // few nanoseconds a byte, so that the scan can find values by their
@@ -59,7 +60,8 @@ func Object(data []byte, f func(name string, value []byte) bool) bool {
 
 // String returns the content of the raw JSON string value if the string is
 // plain: no escape sequences and only printable ASCII, so that its content
-// is its bytes. It reports false for any other value.
+// is its bytes. It reports false for any other value. Like [Int] and
+// [Bool], it expects a value that [Object] passed, which is valid JSON.
 func String(value []byte) (string, bool) {
 	if len(value) < 2 || value[0] != '"' || value[len(value)-1] != '"' {
 		return "", false
@@ -75,7 +77,9 @@ func String(value []byte) (string, bool) {
 
 // Int returns the raw JSON number value as an int if it is a non-negative
 // integer of at most nine digits, written without fraction or exponent
-// (json.Unmarshal refuses those for an int).
+// (json.Unmarshal refuses those for an int). The value must be one that
+// [Object] passed: Int does not refuse a leading zero, which json.Valid
+// does.
 func Int(value []byte) (int, bool) {
 	if len(value) == 0 || len(value) > 9 {
 		return 0, false
