@@ -298,14 +298,24 @@ type secrets struct {
 	RefreshToken  string    `json:"refresh_token,omitempty"`
 }
 
+// secretsOf returns e's tokens and their expiries.
+func secretsOf(e *Entry) secrets {
+	return secrets{e.IDToken, e.IDTokenExpiry, e.AccessToken, e.TokenType, e.Expiry, e.RefreshToken}
+}
+
+// fill sets e's tokens and their expiries to s's.
+func (s *secrets) fill(e *Entry) {
+	e.IDToken, e.IDTokenExpiry, e.AccessToken, e.TokenType, e.Expiry, e.RefreshToken =
+		s.IDToken, s.IDTokenExpiry, s.AccessToken, s.TokenType, s.Expiry, s.RefreshToken
+}
+
 // saveSecrets stores e's tokens in c.Keyring under the name path and returns
 // the entry to write to the file: e without its tokens, marked
 // [SecretsInKeyring]. When the keyring cannot take them it logs a warning
 // and returns e itself, so that the tokens are written to the file and the
 // login that obtained them is not lost.
 func (c *Cache) saveSecrets(path string, e *Entry) *Entry {
-	s := secrets{e.IDToken, e.IDTokenExpiry, e.AccessToken, e.TokenType, e.Expiry, e.RefreshToken}
-	data, err := json.Marshal(s)
+	data, err := json.Marshal(secretsOf(e))
 	if err == nil {
 		err = c.Keyring.Set(path, data)
 	}
@@ -347,7 +357,6 @@ func (c *Cache) loadSecrets(path string, e *Entry) (*Entry, error) {
 	if err := json.Unmarshal(data, &s); err != nil {
 		return nil, fmt.Errorf("load token cache %s: %w: keyring item: %s", path, ErrInvalid, jsonReason(err))
 	}
-	e.IDToken, e.IDTokenExpiry, e.AccessToken, e.TokenType, e.Expiry, e.RefreshToken =
-		s.IDToken, s.IDTokenExpiry, s.AccessToken, s.TokenType, s.Expiry, s.RefreshToken
+	s.fill(e)
 	return e, nil
 }

@@ -2,7 +2,6 @@ package cache
 
 import (
 	"encoding/json"
-	"time"
 
 	"github.com/latchkey/latchkey/internal/jsonscan"
 )
@@ -25,16 +24,11 @@ func (c *Cache) Peek(id string) (*Entry, error) {
 }
 
 // tokens are the members of an [Entry] that Peek decodes, with Entry's JSON
-// names.
+// names: the format version, what a Keyring holds, and where it is.
 type tokens struct {
-	Version       int       `json:"version"`
-	IDToken       string    `json:"id_token,omitempty"`
-	IDTokenExpiry time.Time `json:"id_token_expiry,omitzero"`
-	AccessToken   string    `json:"access_token,omitempty"`
-	TokenType     string    `json:"token_type,omitempty"`
-	Expiry        time.Time `json:"expiry,omitzero"`
-	RefreshToken  string    `json:"refresh_token,omitempty"`
-	Secrets       string    `json:"secrets,omitempty"`
+	Version int `json:"version"`
+	secrets
+	Secrets string `json:"secrets,omitempty"`
 }
 
 // tokenNames are the JSON names of tokens' fields.
@@ -42,16 +36,9 @@ var tokenNames = [...]string{"version", "id_token", "id_token_expiry", "access_t
 
 // entry returns an Entry holding t.
 func (t *tokens) entry() *Entry {
-	return &Entry{
-		Version:       t.Version,
-		IDToken:       t.IDToken,
-		IDTokenExpiry: t.IDTokenExpiry,
-		AccessToken:   t.AccessToken,
-		TokenType:     t.TokenType,
-		Expiry:        t.Expiry,
-		RefreshToken:  t.RefreshToken,
-		Secrets:       t.Secrets,
-	}
+	e := &Entry{Version: t.Version, Secrets: t.Secrets}
+	t.secrets.fill(e)
+	return e
 }
 
 // peekTokens decodes the tokens of an entry read from path, with decode's
