@@ -410,6 +410,18 @@ func TestLoadPermissionDenied(t *testing.T) {
 	}
 }
 
+// checkUnchanged asserts that c's entry is still old after a failed Save.
+func checkUnchanged(t *testing.T, c *Cache, old *Entry) {
+	t.Helper()
+	got, err := c.Load(testID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(old, got); diff != "" {
+		t.Errorf("entry after failed Save (-old +got):\n%s", diff)
+	}
+}
+
 func TestSaveFailureKeepsOldEntry(t *testing.T) {
 	t.Run("unencodable entry", func(t *testing.T) {
 		c := Open(t.TempDir())
@@ -427,13 +439,7 @@ func TestSaveFailureKeepsOldEntry(t *testing.T) {
 		if strings.Contains(err.Error(), secret) {
 			t.Errorf("error %q contains a token", err)
 		}
-		got, err := c.Load(testID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(old, got); diff != "" {
-			t.Errorf("entry after failed Save (-old +got):\n%s", diff)
-		}
+		checkUnchanged(t, c, old)
 		if diff := cmp.Diff([]string{testID + ".json"}, dirNames(t, c.Dir)); diff != "" {
 			t.Errorf("dir contents (-want +got):\n%s", diff)
 		}
@@ -471,13 +477,7 @@ func TestSaveFailureKeepsOldEntry(t *testing.T) {
 		if err := c.Save(testID, &Entry{AccessToken: "new"}); !errors.Is(err, fs.ErrPermission) {
 			t.Errorf("Save in a read-only dir = %v, want a permission error", err)
 		}
-		got, err := c.Load(testID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if diff := cmp.Diff(old, got); diff != "" {
-			t.Errorf("entry after failed Save (-old +got):\n%s", diff)
-		}
+		checkUnchanged(t, c, old)
 	})
 	t.Run("nil entry", func(t *testing.T) {
 		c := Open(t.TempDir())
@@ -517,7 +517,10 @@ func TestInvalidID(t *testing.T) {
 	}
 }
 
-func TestDelete(t *testing.T) {
+// lockedEntry returns a cache holding testEntry under testID, and the
+// entry's lock, held.
+func lockedEntry(t *testing.T) (*Cache, *Lock) {
+	t.Helper()
 	c := Open(t.TempDir())
 	if err := c.Save(testID, testEntry()); err != nil {
 		t.Fatal(err)
@@ -526,6 +529,11 @@ func TestDelete(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("TryLock = %v, %v", ok, err)
 	}
+	return c, l
+}
+
+func TestDelete(t *testing.T) {
+	c, l := lockedEntry(t)
 	if err := l.Unlock(); err != nil {
 		t.Fatal(err)
 	}
@@ -689,14 +697,7 @@ func roundTrip(t *testing.T, e *Entry) *Entry {
 // TestForgetKeepsTheLock: Forget removes the entry and what a killed Save
 // left behind, but not the lock file another process may be waiting on.
 func TestForgetKeepsTheLock(t *testing.T) {
-	c := Open(t.TempDir())
-	if err := c.Save(testID, testEntry()); err != nil {
-		t.Fatal(err)
-	}
-	l, ok, err := c.TryLock(testID)
-	if err != nil || !ok {
-		t.Fatalf("TryLock = %v, %v", ok, err)
-	}
+	c, l := lockedEntry(t)
 	defer l.Unlock()
 	leftover := filepath.Join(c.Dir, "."+testID+".123.tmp")
 	if err := os.WriteFile(leftover, []byte("{}"), 0o600); err != nil {

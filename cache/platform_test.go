@@ -81,14 +81,7 @@ func TestOpenIgnoresRelativeXDGCacheHome(t *testing.T) {
 // the lock must therefore be a file of its own, and a held lock must not
 // keep the holder (or anyone) from reading and replacing the entry.
 func TestEntryUsableWhileLocked(t *testing.T) {
-	c := Open(t.TempDir())
-	if err := c.Save(testID, testEntry()); err != nil {
-		t.Fatal(err)
-	}
-	l, ok, err := c.TryLock(testID)
-	if err != nil || !ok {
-		t.Fatalf("TryLock = %v, %v", ok, err)
-	}
+	c, l := lockedEntry(t)
 	defer l.Unlock()
 
 	entry, err := os.Stat(c.Path(testID))

@@ -736,6 +736,21 @@ func isRefresh(r *http.Request, f url.Values) bool {
 	return r.URL.Path == idptest.TokenPath && f.Get("grant_type") == "refresh_token"
 }
 
+// callAfterKill runs get-token after a process holding the lock was killed:
+// it must succeed without waiting for the dead process's lock.
+func (e *env) callAfterKill(t *testing.T) (*proc, result) {
+	t.Helper()
+	next := e.startProc(e.args(), nil)
+	r := next.wait()
+	if r.code != 0 {
+		t.Fatalf("next call: exit %d: %s", r.code, r.stderr)
+	}
+	if strings.Contains(r.stderr, msgWaiting) {
+		t.Error("next call waited for the killed process's lock")
+	}
+	return next, r
+}
+
 // TestStressKillLockHolder: a lock holder killed with SIGKILL mid-login or
 // mid-refresh leaves the lock free and the cache untorn.
 func TestStressKillLockHolder(t *testing.T) {
@@ -769,14 +784,7 @@ func TestStressKillLockHolder(t *testing.T) {
 		if err != nil || !bytes.Equal(before, after) {
 			t.Errorf("cache entry changed by the killed login (err %v)", err)
 		}
-		next := e.startProc(e.args(), nil)
-		r := next.wait()
-		if r.code != 0 {
-			t.Fatalf("next call: exit %d: %s", r.code, r.stderr)
-		}
-		if strings.Contains(r.stderr, msgWaiting) {
-			t.Error("next call waited for the killed process's lock")
-		}
+		next, r := e.callAfterKill(t)
 		tok, _ := credential(t, r.stdout)
 		e.checkIDToken(t, tok)
 		t.Logf("after SIGKILL mid-login the next call took %v (a login)", next.end.Sub(next.start).Round(time.Millisecond))
@@ -807,14 +815,7 @@ func TestStressKillLockHolder(t *testing.T) {
 		if err != nil || got.RefreshToken != old.RefreshToken {
 			t.Fatalf("cache after the kill: %v; want the old entry", err)
 		}
-		next := e.startProc(e.args(), nil)
-		r := next.wait()
-		if r.code != 0 {
-			t.Fatalf("next call: exit %d: %s", r.code, r.stderr)
-		}
-		if strings.Contains(r.stderr, msgWaiting) {
-			t.Error("next call waited for the killed process's lock")
-		}
+		next, _ := e.callAfterKill(t)
 		if got := e.browsersOpened(); got != 1 {
 			t.Errorf("browsers opened = %d, want 1 (the refresh token is still good)", got)
 		}
