@@ -107,9 +107,15 @@ type Entry struct {
 	// RefreshToken is the newest refresh token (RFC 6749 §1.5). With
 	// rotation, older ones are invalid, so only this one is kept.
 	RefreshToken string `json:"refresh_token,omitempty"`
-	// Provider caches what discovery returned so a refresh needs one
-	// request. It may be nil.
-	Provider *Provider `json:"provider,omitempty"`
+	// Issuer is the issuer identifier of the provider that minted the
+	// tokens. Callers refresh and revoke them only there (RFC 9700 §4.4:
+	// tokens must not reach another authorization server).
+	Issuer string `json:"issuer,omitempty"`
+	// Provider is what the caller learned about the provider (its discovery
+	// metadata and keys, say), kept so that a refresh needs one request. The
+	// cache stores it as given and never interprets it; Save refuses a value
+	// that is not valid JSON. It holds no secret.
+	Provider json.RawMessage `json:"provider,omitempty"`
 	// LoginFailure, if set, records the last browser login for this key
 	// that failed or was abandoned, so that processes waiting behind it do
 	// not retry it and background callers do not open another browser at
@@ -148,44 +154,13 @@ func (e *Entry) LogValue() slog.Value {
 		slog.Time("expiry", e.Expiry),
 		slog.Bool("refresh_token", e.RefreshToken != ""),
 	}
-	if e.Provider != nil {
-		attrs = append(attrs, slog.String("issuer", e.Provider.Issuer))
+	if e.Issuer != "" {
+		attrs = append(attrs, slog.String("issuer", e.Issuer))
 	}
 	if e.LoginFailure != nil {
 		attrs = append(attrs, slog.Time("login_failure", e.LoginFailure.At))
 	}
 	return slog.GroupValue(attrs...)
-}
-
-// Provider is cached OpenID Provider metadata (OIDC Discovery 1.0 §3, RFC 8414
-// §2, RFC 9207 §3) plus the provider's JSON Web Key Set (RFC 7517 §5).
-type Provider struct {
-	// Issuer is the issuer identifier the metadata was validated against.
-	Issuer string `json:"issuer"`
-	// AuthorizationEndpoint is the authorization endpoint (RFC 6749 §3.1).
-	AuthorizationEndpoint string `json:"authorization_endpoint,omitempty"`
-	// TokenEndpoint is the token endpoint (RFC 6749 §3.2).
-	TokenEndpoint string `json:"token_endpoint,omitempty"`
-	// JWKSURI is where JWKS was fetched from.
-	JWKSURI string `json:"jwks_uri,omitempty"`
-	// DeviceAuthorizationEndpoint is the device authorization endpoint
-	// (RFC 8628 §4).
-	DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint,omitempty"`
-	// RevocationEndpoint is the token revocation endpoint (RFC 7009 §2).
-	RevocationEndpoint string `json:"revocation_endpoint,omitempty"`
-	// IssParameterSupported means authorization responses carry iss
-	// (RFC 9207 §3).
-	IssParameterSupported bool `json:"authorization_response_iss_parameter_supported,omitempty"`
-	// SigningAlgs are the ID token signing algorithms the provider supports.
-	SigningAlgs []string `json:"id_token_signing_alg_values_supported,omitempty"`
-	// JWKS is the JSON Web Key Set document (RFC 7517 §5) as fetched. Save
-	// fails if it is not valid JSON.
-	JWKS json.RawMessage `json:"jwks,omitempty"`
-	// FetchedAt is when the metadata and JWKS were fetched.
-	FetchedAt time.Time `json:"fetched_at,omitzero"`
-	// Client is the client registration the deployment advertised, for
-	// providers discovered through a Flyte endpoint; nil otherwise.
-	Client *ClientConfig `json:"client_config,omitempty"`
 }
 
 // Cache is a directory of entries and their lock files. The zero value is not
@@ -419,7 +394,7 @@ func (c *Cache) Save(id string, e *Entry) (err error) {
 	}
 	data, err := json.Marshal(stored)
 	if err != nil {
-		// Only Provider.JWKS can fail to encode; it holds no secrets.
+		// Only Provider can fail to encode; it holds no secrets.
 		return fmt.Errorf("save token cache %s: encode entry: %w", path, err)
 	}
 	data = append(data, '\n')

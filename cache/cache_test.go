@@ -47,18 +47,10 @@ func testEntry() *Entry {
 		TokenType:     "Bearer",
 		Expiry:        at.Add(30 * time.Minute),
 		RefreshToken:  "ChlvYXV0aC1yZWZyZXNoLXRva2VuLQ" + secret,
-		Provider: &Provider{
-			Issuer:                      "https://issuer.example.com",
-			AuthorizationEndpoint:       "https://issuer.example.com/auth",
-			TokenEndpoint:               "https://issuer.example.com/token",
-			JWKSURI:                     "https://issuer.example.com/keys",
-			DeviceAuthorizationEndpoint: "https://issuer.example.com/device/code",
-			RevocationEndpoint:          "https://issuer.example.com/revoke",
-			IssParameterSupported:       true,
-			SigningAlgs:                 []string{"RS256"},
-			JWKS:                        json.RawMessage(`{"keys":[{"kty":"RSA","kid":"key-1","use":"sig","alg":"RS256","n":"` + n + `","e":"AQAB"}]}`),
-			FetchedAt:                   at,
-		},
+		Issuer:        "https://issuer.example.com",
+		Provider: json.RawMessage(`{"issuer":"https://issuer.example.com","token_endpoint":"https://issuer.example.com/token",` +
+			`"jwks":{"keys":[{"kty":"RSA","kid":"key-1","use":"sig","alg":"RS256","n":"` + n + `","e":"AQAB"}]},"fetched_at":"` +
+			at.Format(time.RFC3339) + `"}`),
 	}
 }
 
@@ -206,7 +198,7 @@ func TestEntryFormat(t *testing.T) {
 	// A v1 entry as written by this version. Renaming a JSON field breaks
 	// every existing cache; this test catches it.
 	const doc = `{"version":1,"id_token":"i","id_token_expiry":"2026-01-02T03:04:05Z","access_token":"a","token_type":"Bearer",` +
-		`"expiry":"2026-01-02T03:05:05Z","refresh_token":"r","provider":{"issuer":"https://i","authorization_endpoint":"https://i/a",` +
+		`"expiry":"2026-01-02T03:05:05Z","refresh_token":"r","issuer":"https://i","provider":{"issuer":"https://i","authorization_endpoint":"https://i/a",` +
 		`"token_endpoint":"https://i/t","jwks_uri":"https://i/k","device_authorization_endpoint":"https://i/d","revocation_endpoint":"https://i/r",` +
 		`"authorization_response_iss_parameter_supported":true,"id_token_signing_alg_values_supported":["RS256","ES256"],` +
 		`"jwks":{"keys":[]},"fetched_at":"2026-01-02T03:00:00Z"}}`
@@ -214,11 +206,11 @@ func TestEntryFormat(t *testing.T) {
 	want := &Entry{
 		Version: 1, IDToken: "i", IDTokenExpiry: t0.Add(245 * time.Second), AccessToken: "a", TokenType: "Bearer",
 		Expiry: t0.Add(305 * time.Second), RefreshToken: "r",
-		Provider: &Provider{
-			Issuer: "https://i", AuthorizationEndpoint: "https://i/a", TokenEndpoint: "https://i/t", JWKSURI: "https://i/k",
-			DeviceAuthorizationEndpoint: "https://i/d", RevocationEndpoint: "https://i/r", IssParameterSupported: true,
-			SigningAlgs: []string{"RS256", "ES256"}, JWKS: json.RawMessage(`{"keys":[]}`), FetchedAt: t0,
-		},
+		Issuer: "https://i",
+		Provider: json.RawMessage(`{"issuer":"https://i","authorization_endpoint":"https://i/a",` +
+			`"token_endpoint":"https://i/t","jwks_uri":"https://i/k","device_authorization_endpoint":"https://i/d","revocation_endpoint":"https://i/r",` +
+			`"authorization_response_iss_parameter_supported":true,"id_token_signing_alg_values_supported":["RS256","ES256"],` +
+			`"jwks":{"keys":[]},"fetched_at":"2026-01-02T03:00:00Z"}`),
 	}
 	got, err := decode("x.json", []byte(doc))
 	if err != nil {
@@ -431,10 +423,10 @@ func TestSaveFailureKeepsOldEntry(t *testing.T) {
 		}
 		bad := testEntry()
 		bad.AccessToken = "new-" + secret
-		bad.Provider.JWKS = json.RawMessage(`{"keys":`)
+		bad.Provider = json.RawMessage(`{"keys":`)
 		err := c.Save(testID, bad)
 		if err == nil {
-			t.Fatal("Save with invalid JWKS succeeded")
+			t.Fatal("Save with invalid provider JSON succeeded")
 		}
 		if strings.Contains(err.Error(), secret) {
 			t.Errorf("error %q contains a token", err)
@@ -671,7 +663,7 @@ func FuzzLoad(f *testing.F) {
 		// back unchanged (JWKS may be re-encoded, so compare it after one
 		// round trip).
 		e2 := roundTrip(t, e)
-		if diff := cmp.Diff(e, e2, cmpopts.IgnoreFields(Provider{}, "JWKS")); diff != "" {
+		if diff := cmp.Diff(e, e2, cmpopts.IgnoreFields(Entry{}, "Provider")); diff != "" {
 			t.Fatalf("round trip (-loaded +reloaded):\n%s", diff)
 		}
 		if diff := cmp.Diff(e2, roundTrip(t, e2)); diff != "" {

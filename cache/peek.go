@@ -9,7 +9,7 @@ import (
 // Peek reads id's entry like [Cache.Load], for callers on a hot path that
 // need only its tokens: it decodes Version, IDToken, IDTokenExpiry,
 // AccessToken, TokenType, Expiry, RefreshToken and Secrets (fetching the
-// tokens from the keyring as Load does), and leaves Key, Provider,
+// tokens from the keyring as Load does), and leaves Key, Issuer, Provider,
 // LoginFailure and RefreshFailure nil. It checks only what it decodes
 // (beyond the JSON syntax of the whole), so it returns the tokens of an
 // entry whose other members Load would refuse; its errors are otherwise

@@ -40,7 +40,7 @@ func TestTokensMatchEntry(t *testing.T) {
 	// peeked and entry copy every field.
 	e := testEntry()
 	e.Secrets = "x"
-	if diff := cmp.Diff(e, peeked(e), cmpopts.IgnoreFields(Entry{}, "Key", "Provider", "LoginFailure", "RefreshFailure")); diff != "" {
+	if diff := cmp.Diff(e, peeked(e), cmpopts.IgnoreFields(Entry{}, "Key", "Issuer", "Provider", "LoginFailure", "RefreshFailure")); diff != "" {
 		t.Errorf("peeked (-entry +peeked):\n%s", diff)
 	}
 }
@@ -54,8 +54,7 @@ func TestPeekScansSavedEntries(t *testing.T) {
 			e.Key = &Key{Issuer: "https://issuer.example.com", ClientID: "kubectl", Scopes: []string{"openid", "email"}, ExtraParams: map[string]string{"audience": "k\"8s"}}
 			e.LoginFailure = &Failure{At: at, Reason: `browser "closed" <early> & \ gone`}
 			e.RefreshFailure = &Failure{At: at, Reason: "token endpoint: 503"}
-			e.Provider.Client = &ClientConfig{Endpoint: "dns:///flyte.example.com", Scopes: []string{"all"}}
-			e.Provider.JWKS = json.RawMessage(`{"keys":[{"kty":"EC","crv":"P-256","x":"\u003cx","y":"y","n":[1,2.5e3,true,null,{}]}]}`)
+			e.Provider = json.RawMessage(`{"client_config":{"endpoint":"dns:///flyte.example.com"},"jwks":{"keys":[{"kty":"EC","crv":"P-256","x":"\u003cx","y":"y","n":[1,2.5e3,true,null,{}]}]}}`)
 			e.Expiry = at
 		},
 		"access token only": func(e *Entry) { e.IDToken, e.IDTokenExpiry, e.Provider = "", time.Time{}, nil },
@@ -105,8 +104,8 @@ func TestPeekChecksOnlyTokens(t *testing.T) {
 		name, data string
 		want       string // the ID token; "" means ErrInvalid
 	}{
-		{"plain", `{"version":1,"id_token":"a.b.c","id_token_expiry":"` + exp + `","provider":5}`, "a.b.c"},
-		{"escaped", `{"version":1,"id_token":"a.b\u002fc","id_token_expiry":"` + exp + `","provider":5}`, "a.b/c"},
+		{"plain", `{"version":1,"id_token":"a.b.c","id_token_expiry":"` + exp + `","key":5}`, "a.b.c"},
+		{"escaped", `{"version":1,"id_token":"a.b\u002fc","id_token_expiry":"` + exp + `","key":5}`, "a.b/c"},
 		{"damaged token", `{"version":1,"id_token":5,"id_token_expiry":"` + exp + `"}`, ""},
 		{"damaged expiry", `{"version":1,"id_token":"a.b.c","id_token_expiry":"soon"}`, ""},
 		{"damaged JSON elsewhere", `{"version":1,"id_token":"a.b.c","provider":{]}`, ""},

@@ -3,7 +3,6 @@ package pkce
 import (
 	"crypto/subtle"
 	"errors"
-	"fmt"
 	"html"
 	"io"
 	"net"
@@ -35,10 +34,8 @@ type callback struct {
 // equals the login's state counts, and only the first one: it is sent once on callbacks. Everything else is answered
 // and ignored, so that stray or hostile local requests can neither finish nor abort the login.
 type callbackHandler struct {
-	path       string
-	state      string
-	issuer     string
-	requireIss bool
+	path string
+	req  *Request
 
 	finished  atomic.Bool   // set by the first request with the right state
 	callbacks chan callback // buffered (1); receives exactly one callback
@@ -46,14 +43,12 @@ type callbackHandler struct {
 	stopOnce  sync.Once
 }
 
-func newCallbackHandler(path, state, issuer string, requireIss bool) *callbackHandler {
+func newCallbackHandler(path string, req *Request) *callbackHandler {
 	return &callbackHandler{
-		path:       path,
-		state:      state,
-		issuer:     issuer,
-		requireIss: requireIss,
-		callbacks:  make(chan callback, 1),
-		stopped:    make(chan struct{}),
+		path:      path,
+		req:       req,
+		callbacks: make(chan callback, 1),
+		stopped:   make(chan struct{}),
 	}
 }
 
@@ -75,7 +70,7 @@ func (h *callbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// A parse error still yields the well-formed pairs; the state check below decides.
 	q, _ := url.ParseQuery(r.URL.RawQuery)
-	if got := q["state"]; len(got) != 1 || subtle.ConstantTimeCompare([]byte(got[0]), []byte(h.state)) != 1 {
+	if got := q["state"]; len(got) != 1 || subtle.ConstantTimeCompare([]byte(got[0]), []byte(h.req.State)) != 1 {
 		// RFC 6749 §10.12, RFC 9700 §4.7.1: not a response to this login's request; keep waiting for the real one.
 		writePage(w, http.StatusBadRequest, "Invalid request",
 			"This response does not match the pending login (wrong or missing state). It was ignored.")
@@ -116,23 +111,9 @@ func (h *callbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // parse interprets an authorization response whose state matched.
 func (h *callbackHandler) parse(q url.Values) callback {
-	// RFC 9207 §2.4: check iss before processing the response further, error responses included.
-	if iss, ok := q["iss"]; ok {
-		if len(iss) != 1 {
-			return callback{err: fmt.Errorf("%w: iss appears %d times", ErrIssuerMismatch, len(iss))}
-		}
-		if h.issuer != "" && iss[0] != h.issuer {
-			return callback{err: fmt.Errorf("%w: got %q, want %q", ErrIssuerMismatch, iss[0], h.issuer)}
-		}
-	} else if h.requireIss {
-		return callback{err: fmt.Errorf("%w: iss is missing but the server advertises it (RFC 9207 §3)", ErrIssuerMismatch)}
-	}
-	if code := q.Get("error"); code != "" {
-		return callback{err: &AuthError{Code: code, Description: q.Get("error_description"), URI: q.Get("error_uri")}}
-	}
-	code := q.Get("code")
-	if code == "" {
-		return callback{err: errNoCode}
+	code, err := h.req.Response(q)
+	if err != nil {
+		return callback{err: err}
 	}
 	return callback{code: code}
 }

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/oauth2"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -40,7 +39,7 @@ const defaultCallbackPath = "/callback"
 var ErrAbandoned = errors.New("pkce: login abandoned before the authorization response arrived")
 
 // ErrIssuerMismatch means the authorization response failed the mix-up defence of RFC 9207 §2.4: its iss parameter
-// differs from Login.Issuer (or appears more than once), or it is missing while Login.RequireIss is set.
+// differs from Request.Issuer (or appears more than once), or it is missing while Request.RequireIss is set.
 var ErrIssuerMismatch = errors.New("pkce: authorization response issuer mismatch")
 
 // ErrConfig means a login configuration that cannot work: a redirect URL or listen address that is not a
@@ -54,8 +53,8 @@ var ErrListen = errors.New("pkce: cannot listen for the redirect")
 // (RFC 6749 §4.1.2).
 var errNoCode = errors.New("pkce: authorization response has neither code nor error")
 
-// reservedParams are the authorization request parameters Login sets itself (RFC 6749 §4.1.1, RFC 7636 §4.3,
-// OpenID Connect Core §3.1.2.1); Login.AuthParams may not set them. code_verifier belongs to the token request only
+// reservedParams are the authorization request parameters a Request sets itself (RFC 6749 §4.1.1, RFC 7636 §4.3,
+// OpenID Connect Core §3.1.2.1); Request.Params may not set them. code_verifier belongs to the token request only
 // (RFC 7636 §4.5) and must never be sent to the authorization endpoint.
 var reservedParams = []string{
 	"client_id", "code_challenge", "code_challenge_method", "code_verifier", "nonce", "redirect_uri",
@@ -90,17 +89,9 @@ func (e *AuthError) Error() string {
 // a loopback redirect, §7.3; PKCE with S256, §8.1 and RFC 7636). A Login may be run more than once; every run uses a
 // fresh code_verifier, state and nonce.
 type Login struct {
-	// Config holds endpoints, client id/secret and scopes. Its RedirectURL is ignored: Login sets it.
-	// Config.Endpoint.AuthStyle is respected as given (the caller sets AuthStyleInParams for public clients).
-	Config oauth2.Config
-
-	// Issuer, if set, must equal the authorization response's iss parameter when present (RFC 9207 §2.4, simple
-	// string comparison). If empty, iss is not checked.
-	Issuer string
-
-	// RequireIss means the server advertises authorization_response_iss_parameter_supported (RFC 9207 §3): an
-	// authorization response without iss is then an error. It requires Issuer.
-	RequireIss bool
+	// Request is the authorization request to send. Its RedirectURI is ignored: Login sets it to the URI it
+	// listens on. Its verifier, state and nonce are ignored too: every run begins a new request.
+	Request Request
 
 	// RedirectURL, if set, is used verbatim as redirect_uri, e.g. a URI registered at the IdP such as
 	// http://localhost:8000/callback or Flyte's http://localhost:53593/callback. It must be an http URL with a fixed
@@ -116,10 +107,9 @@ type Login struct {
 	// The redirect_uri is then http://<bound ip:port>/callback, with an IPv6 address bracketed.
 	ListenAddresses []string
 
-	// AuthParams are extra authorization request parameters (e.g. audience, prompt, login_hint). They cannot
-	// override the protocol's own (state, nonce, code_challenge, code_challenge_method, redirect_uri, response_type,
-	// client_id, scope, and code_verifier): such a key, in any letter case, is an error.
-	AuthParams map[string]string
+	// ResendAuthParams sends the authorization request's parameters again with the code exchange (see
+	// [Request.TokenForm]).
+	ResendAuthParams bool
 
 	// OpenBrowser is called once, in its own goroutine, with the authorization URL after the listener is ready.
 	// nil: not called (the caller prints the URL itself). If it returns an error, Login keeps waiting (the person
@@ -128,41 +118,25 @@ type Login struct {
 	// process without waiting for it to exit).
 	OpenBrowser func(ctx context.Context, url string) error
 
-	// ResendAuthParams sends every parameter of the authorization request (client_id, response_type,
-	// redirect_uri, scope, state, nonce, code_challenge, code_challenge_method and AuthParams such as audience)
-	// again with the code exchange, besides the grant's own (RFC 6749 §4.1.3, RFC 7636 §4.5). Flyte's built-in
-	// authorization server needs them there (flytekit's add_request_auth_code_params_to_request_access_token_params);
-	// standard servers ignore unknown token request parameters (RFC 6749 §3.2), so it is off by default only to keep
-	// the request minimal.
-	ResendAuthParams bool
-
-	// HTTPClient is used for the token exchange; nil means http.DefaultClient. It is passed to x/oauth2 with the
-	// oauth2.HTTPClient context key.
-	HTTPClient *http.Client
+	// Exchange redeems the code at the token endpoint (RFC 6749 §4.1.3) with form, the token request of
+	// [Request.TokenForm]; the caller adds client authentication and keeps the tokens. It is called at most once,
+	// and its error is what the browser's page reports. Required.
+	Exchange func(ctx context.Context, form url.Values) error
 
 	// Logger receives debug messages (listening addresses, redirect URI) and warnings; nil discards them. Codes,
 	// verifiers, state, nonce and tokens are never logged.
 	Logger *slog.Logger
 }
 
-// Result of a successful login.
-type Result struct {
-	// Token is the token endpoint's response (RFC 6749 §5.1); Token.Extra("id_token") carries the ID token.
-	Token *oauth2.Token
-	// Nonce is the OIDC nonce sent in the authorization request, for the caller to check against the ID token's
-	// nonce claim (OpenID Connect Core §3.1.3.7).
-	Nonce string
-}
-
 // Run listens on the loopback address, opens the browser, waits for exactly one valid callback (or for ctx to be
-// done: the caller sets the authentication timeout on ctx), exchanges the code with the verifier (RFC 7636 §4.5),
-// shuts the listener down, and returns.
+// done: the caller sets the authentication timeout on ctx), has Exchange redeem the code with the verifier
+// (RFC 7636 §4.5), shuts the listener down, and returns the request it sent (its Nonce is for the caller to check
+// against the ID token's nonce claim, OpenID Connect Core §3.1.3.7).
 //
 // Errors: [ErrAbandoned] (also wrapping ctx.Err()) when ctx ends first; [*AuthError] for an error response;
-// [ErrIssuerMismatch] for a failed RFC 9207 check; a token exchange error wraps the x/oauth2 error, so
-// errors.As(err, new(*oauth2.RetrieveError)) finds the token endpoint's error response. Callbacks with a wrong or
-// missing state are answered with 400 and ignored: local traffic cannot abort a pending login.
-func (l *Login) Run(ctx context.Context) (*Result, error) {
+// [ErrIssuerMismatch] for a failed RFC 9207 check; Exchange's error, wrapped. Callbacks with a wrong or missing
+// state are answered with 400 and ignored: local traffic cannot abort a pending login.
+func (l *Login) Run(ctx context.Context) (*Request, error) {
 	logger := l.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -184,17 +158,11 @@ func (l *Login) Run(ctx context.Context) (*Result, error) {
 	}
 	logger.Debug("pkce: redirect URI", "redirect_uri", redirectURL)
 
-	verifier, state, nonce := NewVerifier(), randomString(), randomString()
-	cfg := l.Config
-	cfg.RedirectURL = redirectURL
-	opts := make([]oauth2.AuthCodeOption, 0, len(l.AuthParams)+2)
-	for _, k := range slices.Sorted(maps.Keys(l.AuthParams)) {
-		opts = append(opts, oauth2.SetAuthURLParam(k, l.AuthParams[k]))
-	}
-	opts = append(opts, oauth2.SetAuthURLParam("nonce", nonce), oauth2.S256ChallengeOption(verifier))
-	authURL := cfg.AuthCodeURL(state, opts...)
+	req := l.Request.Begin()
+	req.RedirectURI = redirectURL
+	authURL := req.URL()
 
-	h := newCallbackHandler(callbackPath, state, l.Issuer, l.RequireIss)
+	h := newCallbackHandler(callbackPath, req)
 	var conns connTracker
 	srv := &http.Server{
 		Handler:           h,
@@ -217,19 +185,16 @@ func (l *Login) Run(ctx context.Context) (*Result, error) {
 			return fmt.Errorf("pkce: serve on %s: %w", ln.Addr(), err)
 		})
 	}
-	var result *Result
 	g.Go(func() error {
 		defer cancel() // tells OpenBrowser that the login is over
 		defer shutdown(ctx, srv, lns, &conns, logger)
 		defer h.stop() // releases a handler still waiting for a verdict
-		r, err := l.await(gctx, h, &cfg, verifier, nonce, l.resent(authURL))
-		result = r
-		return err
+		return l.await(gctx, h, req)
 	})
 	if l.OpenBrowser != nil {
 		g.Go(func() error {
 			if err := l.OpenBrowser(gctx, authURL); err != nil {
-				msg := redact(err.Error(), authURL, state, nonce)
+				msg := redact(err.Error(), authURL, req.State, req.Nonce)
 				if gctx.Err() != nil {
 					logger.Debug("pkce: opening the browser stopped", "error", msg)
 				} else {
@@ -242,84 +207,48 @@ func (l *Login) Run(ctx context.Context) (*Result, error) {
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	return result, nil
+	return req, nil
 }
 
-// await waits for the first valid callback and exchanges its code (RFC 6749 §4.1.3, RFC 7636 §4.5). It hands the
-// exchange's outcome back to the waiting handler so that the browser shows whether the login really succeeded.
-func (l *Login) await(ctx context.Context, h *callbackHandler, cfg *oauth2.Config, verifier, nonce string, resend url.Values) (*Result, error) {
+// await waits for the first valid callback and has Exchange redeem its code (RFC 6749 §4.1.3, RFC 7636 §4.5). It
+// hands the exchange's outcome back to the waiting handler so that the browser shows whether the login really
+// succeeded.
+func (l *Login) await(ctx context.Context, h *callbackHandler, req *Request) error {
 	var cb callback
 	select {
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w: %w", ErrAbandoned, ctx.Err())
+		return fmt.Errorf("%w: %w", ErrAbandoned, ctx.Err())
 	case cb = <-h.callbacks:
 	}
 	if cb.err != nil {
-		return nil, cb.err // the handler has already written the failure page
+		return cb.err // the handler has already written the failure page
 	}
-	if l.HTTPClient != nil {
-		ctx = context.WithValue(ctx, oauth2.HTTPClient, l.HTTPClient)
-	}
-	// Exchange sends redirect_uri (cfg.RedirectURL), required because the authorization request had it
-	// (RFC 6749 §4.1.3).
-	opts := make([]oauth2.AuthCodeOption, 0, len(resend)+1)
-	for _, k := range slices.Sorted(maps.Keys(resend)) {
-		opts = append(opts, oauth2.SetAuthURLParam(k, resend.Get(k)))
-	}
-	opts = append(opts, oauth2.VerifierOption(verifier))
-	tok, err := cfg.Exchange(ctx, cb.code, opts...)
-	if re := (*oauth2.RetrieveError)(nil); errors.As(err, &re) && re.ErrorCode == "" && re.Response != nil {
-		// x/oauth2 quotes the raw body of a response without an error
-		// code (a proxy's page); keep it out of messages and logs.
-		err = fmt.Errorf("token endpoint answered %s", re.Response.Status)
-	}
+	err := l.Exchange(ctx, req.TokenForm(cb.code, l.ResendAuthParams))
 	if err != nil {
 		err = fmt.Errorf("pkce: exchange the authorization code: %w", err)
-		cb.verdict <- err
-		return nil, err
 	}
-	cb.verdict <- nil
-	return &Result{Token: tok, Nonce: nonce}, nil
-}
-
-// resent returns the authorization request parameters to send again with the code exchange when
-// ResendAuthParams is set, else nil. The grant's own parameters (grant_type, code, code_verifier) are never among
-// them; redirect_uri and client_id carry the values the exchange sends anyway.
-func (l *Login) resent(authURL string) url.Values {
-	if !l.ResendAuthParams {
-		return nil
-	}
-	u, err := url.Parse(authURL)
-	if err != nil {
-		return nil // AuthCodeURL built it from a URL that validate accepted
-	}
-	q := u.Query()
-	for _, k := range []string{"grant_type", "code", "code_verifier"} {
-		q.Del(k)
-	}
-	return q
+	cb.verdict <- err
+	return err
 }
 
 // validate checks the configuration before anything listens.
 func (l *Login) validate() error {
-	if l.Config.Endpoint.AuthURL == "" {
-		return errors.New("pkce: Config.Endpoint.AuthURL is empty")
-	}
-	if l.Config.Endpoint.TokenURL == "" {
-		return errors.New("pkce: Config.Endpoint.TokenURL is empty")
-	}
-	if l.Config.ClientID == "" {
-		return errors.New("pkce: Config.ClientID is empty")
-	}
-	if l.RequireIss && l.Issuer == "" {
+	switch {
+	case l.Request.AuthURL == "":
+		return errors.New("pkce: Request.AuthURL is empty")
+	case l.Request.ClientID == "":
+		return errors.New("pkce: Request.ClientID is empty")
+	case l.Request.RequireIss && l.Request.Issuer == "":
 		return errors.New("pkce: RequireIss is set without Issuer")
+	case l.Exchange == nil:
+		return errors.New("pkce: Exchange is nil")
 	}
-	return Validate(l.RedirectURL, l.ListenAddresses, l.AuthParams)
+	return Validate(l.RedirectURL, l.ListenAddresses, l.Request.Params)
 }
 
 // Validate checks, without listening, the parts of a [Login] that come from a person's configuration: the redirect
 // URL or listen addresses must be loopback ones (RFC 8252 §7.3, §8.3), and the extra authorization request parameters
-// must not override the protocol's own. Errors wrap [ErrConfig].
+// ([Request.Params]) must not override the protocol's own. Errors wrap [ErrConfig].
 func Validate(redirectURL string, listenAddresses []string, authParams map[string]string) error {
 	for _, k := range slices.Sorted(maps.Keys(authParams)) {
 		if k == "" {

@@ -16,7 +16,6 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -42,6 +41,7 @@ type fakeIdP struct {
 	tokenReqs []url.Values
 	grants    map[string]url.Values // unused code -> its authorization request
 	issued    []*issuedTokens
+	received  []*issuedTokens // what exchange got back
 }
 
 type issuedTokens struct{ code, access, refresh, id string }
@@ -59,16 +59,45 @@ func newFakeIdP(t *testing.T) *fakeIdP {
 	return f
 }
 
-func (f *fakeIdP) config() oauth2.Config {
-	return oauth2.Config{
-		ClientID: testClientID,
-		Endpoint: oauth2.Endpoint{
-			AuthURL:   f.srv.URL + "/authorize",
-			TokenURL:  f.srv.URL + "/token",
-			AuthStyle: oauth2.AuthStyleInParams,
-		},
-		Scopes: []string{"openid", "email"},
+func (f *fakeIdP) request() Request {
+	return Request{ClientID: testClientID, AuthURL: f.srv.URL + "/authorize", Scopes: []string{"openid", "email"}}
+}
+
+// exchange is a Login.Exchange: it sends form to the token endpoint as a public client, keeps the tokens of a
+// successful response in f.received and returns an error response as an *oauth2.RetrieveError.
+func (f *fakeIdP) exchange(ctx context.Context, form url.Values) error {
+	form.Set("client_id", testClientID)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, f.srv.URL+"/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
 	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := f.srv.Client().Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Access  string `json:"access_token"`
+		Refresh string `json:"refresh_token"`
+		ID      string `json:"id_token"`
+		Error   string `json:"error"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return err
+	}
+	if body.Error != "" {
+		return &oauth2.RetrieveError{Response: resp, ErrorCode: body.Error}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.received = append(f.received, &issuedTokens{access: body.Access, refresh: body.Refresh, id: body.ID})
+	return nil
+}
+
+// login returns a Login against f with OpenBrowser open.
+func (f *fakeIdP) login(open func(context.Context, string) error) *Login {
+	return &Login{Request: f.request(), Exchange: f.exchange, OpenBrowser: open}
 }
 
 func (f *fakeIdP) authorize(w http.ResponseWriter, r *http.Request) {
@@ -195,7 +224,7 @@ func browse(t *testing.T, got **page) func(context.Context, string) error {
 	}
 }
 
-func runLogin(t *testing.T, l *Login) (*Result, error) {
+func runLogin(t *testing.T, l *Login) (*Request, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -230,27 +259,14 @@ func assertPageHeaders(t *testing.T, h http.Header) {
 	}
 }
 
-// countingTransport counts the requests made through the Login's HTTPClient.
-type countingTransport struct{ n atomic.Int32 }
-
-func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	c.n.Add(1)
-	return http.DefaultTransport.RoundTrip(r)
-}
-
 func TestLoginSuccess(t *testing.T) {
 	idp := newFakeIdP(t)
 	var logs bytes.Buffer
-	var rt countingTransport
 	var firstAuth url.Values
 	for i := range 2 {
 		var got *page
-		l := &Login{
-			Config:      idp.config(),
-			OpenBrowser: browse(t, &got),
-			HTTPClient:  &http.Client{Transport: &rt},
-			Logger:      slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		}
+		l := idp.login(browse(t, &got))
+		l.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		res, err := runLogin(t, l)
 		if err != nil {
 			t.Fatalf("run %d: Run: %v", i, err)
@@ -261,15 +277,9 @@ func TestLoginSuccess(t *testing.T) {
 		}
 		auth, tok, iss := auths[i], tokens[i], issued[i]
 
-		// The token is the one the token endpoint issued, which it only does for a matching S256 verifier.
-		if res.Token.AccessToken != iss.access || res.Token.RefreshToken != iss.refresh {
-			t.Errorf("run %d: token does not carry the issued access and refresh tokens", i)
-		}
-		if idt, _ := res.Token.Extra("id_token").(string); idt != iss.id {
-			t.Errorf("run %d: Extra(id_token) is not the issued ID token", i)
-		}
-		if got, want := rt.n.Load(), int32(i+1); got != want {
-			t.Errorf("run %d: HTTPClient made %d requests, want %d", i, got, want)
+		// Exchange got the tokens the token endpoint issued, which it only does for a matching S256 verifier.
+		if rec := idp.received[i]; rec.access != iss.access || rec.refresh != iss.refresh || rec.id != iss.id {
+			t.Errorf("run %d: Exchange did not get the issued tokens", i)
 		}
 
 		// The authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3, OIDC Core §3.1.2.1).
@@ -292,8 +302,8 @@ func TestLoginSuccess(t *testing.T) {
 		if len(auth.Get("state")) < 22 || len(auth.Get("nonce")) < 22 {
 			t.Errorf("run %d: state %q or nonce %q shorter than 128 bits", i, auth.Get("state"), auth.Get("nonce"))
 		}
-		if res.Nonce != auth.Get("nonce") {
-			t.Errorf("run %d: Result.Nonce %q, want the nonce sent %q", i, res.Nonce, auth.Get("nonce"))
+		if res.Nonce != auth.Get("nonce") || res.State != auth.Get("state") || res.RedirectURI != auth.Get("redirect_uri") {
+			t.Errorf("run %d: returned request (nonce %q, state %q, redirect %q) is not the one sent", i, res.Nonce, res.State, res.RedirectURI)
 		}
 
 		// The redirect URI: 127.0.0.1, the bound port (the browser reached the callback there), /callback.
@@ -360,7 +370,7 @@ func TestLoginAuthError(t *testing.T) {
 	idp.authError = "access_denied"
 	idp.authErrDesc = `The user said <script>alert("no")</script>`
 	var got *page
-	_, err := runLogin(t, &Login{Config: idp.config(), OpenBrowser: browse(t, &got)})
+	_, err := runLogin(t, &Login{Request: idp.request(), Exchange: idp.exchange, OpenBrowser: browse(t, &got)})
 	var authErr *AuthError
 	if !errors.As(err, &authErr) {
 		t.Fatalf("Run: %v, want *AuthError", err)
@@ -403,9 +413,9 @@ func TestLoginIssuer(t *testing.T) {
 			idp := newFakeIdP(t)
 			idp.iss = tc.sentIss
 			var got *page
-			res, err := runLogin(t, &Login{
-				Config: idp.config(), Issuer: tc.issuer, RequireIss: tc.requireIss, OpenBrowser: browse(t, &got),
-			})
+			l := idp.login(browse(t, &got))
+			l.Request.Issuer, l.Request.RequireIss = tc.issuer, tc.requireIss
+			_, err := runLogin(t, l)
 			_, tokens, _ := idp.requests()
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
@@ -422,7 +432,7 @@ func TestLoginIssuer(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Run: %v", err)
 			}
-			if res.Token.AccessToken == "" || len(tokens) != 1 {
+			if len(idp.received) != 1 || len(tokens) != 1 {
 				t.Errorf("no token after a good response")
 			}
 		})
@@ -432,8 +442,9 @@ func TestLoginIssuer(t *testing.T) {
 func TestLoginRequireIssWithoutIssuer(t *testing.T) {
 	idp := newFakeIdP(t)
 	called := false
-	_, err := runLogin(t, &Login{Config: idp.config(), RequireIss: true,
-		OpenBrowser: func(context.Context, string) error { called = true; return nil }})
+	l := idp.login(func(context.Context, string) error { called = true; return nil })
+	l.Request.RequireIss = true
+	_, err := runLogin(t, l)
 	if err == nil || called {
 		t.Errorf("Run with RequireIss and no Issuer: err %v, browser opened %v; want an error before opening", err, called)
 	}
@@ -524,11 +535,11 @@ func TestLoginHostileTraffic(t *testing.T) {
 		final = p
 		return nil
 	}
-	res, err := runLogin(t, &Login{Config: idp.config(), OpenBrowser: openBrowser})
+	_, err := runLogin(t, idp.login(openBrowser))
 	if err != nil {
 		t.Fatalf("Run after hostile traffic: %v", err)
 	}
-	if res.Token.AccessToken == "" {
+	if len(idp.received) != 1 {
 		t.Error("no access token")
 	}
 	if final == nil || final.status != http.StatusOK {
@@ -556,7 +567,8 @@ func TestLoginTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	_, err := (&Login{
-		Config: idp.config(),
+		Request:  idp.request(),
+		Exchange: idp.exchange,
 		OpenBrowser: func(_ context.Context, u string) error {
 			au, _ := url.Parse(u)
 			redirect, _ = url.Parse(au.Query().Get("redirect_uri"))
@@ -577,7 +589,8 @@ func TestLoginCancelDuringCallbackWait(t *testing.T) {
 	idp := newFakeIdP(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	_, err := (&Login{
-		Config:      idp.config(),
+		Request:     idp.request(),
+		Exchange:    idp.exchange,
 		OpenBrowser: func(context.Context, string) error { cancel(); return nil },
 	}).Run(ctx)
 	if !errors.Is(err, context.Canceled) || !errors.Is(err, ErrAbandoned) {
@@ -626,7 +639,8 @@ func TestLoginRedirectURLLocalhost(t *testing.T) {
 	var logs bytes.Buffer
 	urls := make(chan string, 1)
 	l := &Login{
-		Config:      idp.config(),
+		Request:     idp.request(),
+		Exchange:    idp.exchange,
 		RedirectURL: redirectURL,
 		// The browser cannot be opened; the person opens the URL by hand and the login keeps waiting.
 		OpenBrowser: func(_ context.Context, u string) error {
@@ -636,7 +650,7 @@ func TestLoginRedirectURLLocalhost(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	}
 	type outcome struct {
-		res *Result
+		res *Request
 		err error
 	}
 	done := make(chan outcome, 1)
@@ -699,7 +713,7 @@ func TestLoginRedirectURLIPv4(t *testing.T) {
 	port := freePort(t, false)
 	redirectURL := "http://127.0.0.1:" + port // no path: the callback is at /
 	var got *page
-	if _, err := runLogin(t, &Login{Config: idp.config(), RedirectURL: redirectURL, OpenBrowser: browse(t, &got)}); err != nil {
+	if _, err := runLogin(t, &Login{Request: idp.request(), Exchange: idp.exchange, RedirectURL: redirectURL, OpenBrowser: browse(t, &got)}); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 	if got == nil || got.status != http.StatusOK || (got.url.Path != "" && got.url.Path != "/") {
@@ -724,7 +738,7 @@ func TestLoginRedirectURLInvalid(t *testing.T) {
 		"://",
 	} {
 		called := false
-		_, err := runLogin(t, &Login{Config: idp.config(), RedirectURL: u,
+		_, err := runLogin(t, &Login{Request: idp.request(), Exchange: idp.exchange, RedirectURL: u,
 			OpenBrowser: func(context.Context, string) error { called = true; return nil }})
 		if err == nil || called {
 			t.Errorf("RedirectURL %q: err %v, browser opened %v; want an error before opening", u, err, called)
@@ -742,7 +756,8 @@ func TestLoginListenAddresses(t *testing.T) {
 	free := "127.0.0.1:" + freePort(t, false)
 	var got *page
 	_, err = runLogin(t, &Login{
-		Config:          idp.config(),
+		Request:         idp.request(),
+		Exchange:        idp.exchange,
 		ListenAddresses: []string{busy.Addr().String(), free},
 		OpenBrowser:     browse(t, &got),
 	})
@@ -758,7 +773,7 @@ func TestLoginListenAddresses(t *testing.T) {
 	}
 
 	t.Run("all busy", func(t *testing.T) {
-		_, err := runLogin(t, &Login{Config: idp.config(), ListenAddresses: []string{busy.Addr().String()}})
+		_, err := runLogin(t, &Login{Request: idp.request(), Exchange: idp.exchange, ListenAddresses: []string{busy.Addr().String()}})
 		if err == nil {
 			t.Error("Run with only a busy address succeeded")
 		}
@@ -766,7 +781,7 @@ func TestLoginListenAddresses(t *testing.T) {
 	t.Run("rejected", func(t *testing.T) {
 		for _, a := range []string{"0.0.0.0:0", ":0", "192.0.2.1:8000", "example.com:8000", "[::]:0", "127.0.0.1"} {
 			called := false
-			_, err := runLogin(t, &Login{Config: idp.config(), ListenAddresses: []string{"127.0.0.1:0", a},
+			_, err := runLogin(t, &Login{Request: idp.request(), Exchange: idp.exchange, ListenAddresses: []string{"127.0.0.1:0", a},
 				OpenBrowser: func(context.Context, string) error { called = true; return nil }})
 			if err == nil || called {
 				t.Errorf("ListenAddresses with %q: err %v, browser opened %v; want an error before listening", a, err, called)
@@ -778,7 +793,7 @@ func TestLoginListenAddresses(t *testing.T) {
 			t.Skip("no IPv6 loopback")
 		}
 		var got *page
-		if _, err := runLogin(t, &Login{Config: idp.config(), ListenAddresses: []string{"[::1]:0"},
+		if _, err := runLogin(t, &Login{Request: idp.request(), Exchange: idp.exchange, ListenAddresses: []string{"[::1]:0"},
 			OpenBrowser: browse(t, &got)}); err != nil {
 			t.Fatalf("Run: %v", err)
 		}
@@ -798,8 +813,9 @@ func TestLoginAuthParams(t *testing.T) {
 	for _, k := range []string{"state", "nonce", "code_challenge", "code_challenge_method", "redirect_uri",
 		"response_type", "client_id", "scope", "code_verifier", "State", ""} {
 		called := false
-		_, err := runLogin(t, &Login{Config: idp.config(), AuthParams: map[string]string{"audience": "a", k: "x"},
-			OpenBrowser: func(context.Context, string) error { called = true; return nil }})
+		l := idp.login(func(context.Context, string) error { called = true; return nil })
+		l.Request.Params = map[string]string{"audience": "a", k: "x"}
+		_, err := runLogin(t, l)
 		if err == nil || called {
 			t.Errorf("AuthParams key %q: err %v, browser opened %v; want an error", k, err, called)
 		}
@@ -807,7 +823,9 @@ func TestLoginAuthParams(t *testing.T) {
 
 	var got *page
 	params := map[string]string{"audience": "kubernetes", "prompt": "login", "login_hint": "a@b.example"}
-	if _, err := runLogin(t, &Login{Config: idp.config(), AuthParams: params, OpenBrowser: browse(t, &got)}); err != nil {
+	l := idp.login(browse(t, &got))
+	l.Request.Params = params
+	if _, err := runLogin(t, l); err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 	auths, _, _ := idp.requests()
@@ -824,7 +842,7 @@ func TestLoginTokenError(t *testing.T) {
 	idp := newFakeIdP(t)
 	idp.tokenError = "invalid_grant"
 	var got *page
-	_, err := runLogin(t, &Login{Config: idp.config(), OpenBrowser: browse(t, &got)})
+	_, err := runLogin(t, &Login{Request: idp.request(), Exchange: idp.exchange, OpenBrowser: browse(t, &got)})
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
 		t.Fatalf("Run: %v, want *oauth2.RetrieveError", err)
@@ -846,15 +864,15 @@ func TestLoginTokenError(t *testing.T) {
 }
 
 func TestLoginValidate(t *testing.T) {
-	good := oauth2.Config{ClientID: "c", Endpoint: oauth2.Endpoint{AuthURL: "http://a/auth", TokenURL: "http://a/token"}}
-	for name, mutate := range map[string]func(*oauth2.Config){
-		"no AuthURL":  func(c *oauth2.Config) { c.Endpoint.AuthURL = "" },
-		"no TokenURL": func(c *oauth2.Config) { c.Endpoint.TokenURL = "" },
-		"no ClientID": func(c *oauth2.Config) { c.ClientID = "" },
+	exchange := func(context.Context, url.Values) error { return nil }
+	for name, mutate := range map[string]func(*Login){
+		"no AuthURL":  func(l *Login) { l.Request.AuthURL = "" },
+		"no ClientID": func(l *Login) { l.Request.ClientID = "" },
+		"no Exchange": func(l *Login) { l.Exchange = nil },
 	} {
-		cfg := good
-		mutate(&cfg)
-		if _, err := runLogin(t, &Login{Config: cfg}); err == nil {
+		l := &Login{Request: Request{ClientID: "c", AuthURL: "http://a/auth"}, Exchange: exchange}
+		mutate(l)
+		if _, err := runLogin(t, l); err == nil {
 			t.Errorf("%s: Run succeeded", name)
 		}
 	}
@@ -863,7 +881,7 @@ func TestLoginValidate(t *testing.T) {
 const fuzzState = "Xq3v9aZ0b1c2d3e4f5g6h7i8j9k0l1m2n3o4p5q6r7s"
 
 func TestCallbackHandler(t *testing.T) {
-	h := newCallbackHandler("/callback", fuzzState, "", false)
+	h := newCallbackHandler("/callback", &Request{State: fuzzState})
 	serve := func(method, target string) *httptest.ResponseRecorder {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest(method, target, nil))
@@ -936,7 +954,7 @@ func FuzzCallback(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		h := newCallbackHandler("/callback", fuzzState, "https://issuer.example", false)
+		h := newCallbackHandler("/callback", &Request{State: fuzzState, Issuer: "https://issuer.example"})
 		h.stop() // nothing will exchange the code: the handler must not wait
 		req := httptest.NewRequest(http.MethodGet, "/callback", nil)
 		req.URL.RawQuery = raw

@@ -11,12 +11,9 @@ func TestLoginResendAuthParams(t *testing.T) {
 	for _, resend := range []bool{false, true} {
 		idp := newFakeIdP(t)
 		var got *page
-		l := &Login{
-			Config:           idp.config(),
-			AuthParams:       map[string]string{"audience": "flyte"},
-			ResendAuthParams: resend,
-			OpenBrowser:      browse(t, &got),
-		}
+		l := idp.login(browse(t, &got))
+		l.Request.Params = map[string]string{"audience": "flyte"}
+		l.ResendAuthParams = resend
 		if _, err := runLogin(t, l); err != nil {
 			t.Fatalf("ResendAuthParams %v: Run: %v", resend, err)
 		}

@@ -7,6 +7,14 @@
 // Parallel invocations for one configuration are serialized by a file lock
 // taken only when the cached token cannot be used, so at most one browser
 // opens and a rotating refresh token is never replayed.
+//
+// The layers, from the caller down: [Client] (the public calls and their
+// dependencies); a call (one Token or Logout: the cache, the lock and the
+// decision between cached token, refresh and login); the login resolved
+// once per call from the options and the provider's metadata (login.go,
+// flyte.go); the logins that need the person (grant.go, keyboard.go,
+// device.go); one client for the token endpoint (endpoint.go); and package
+// pkce for the authorization request and its loopback redirect.
 package plugin
 
 import (
@@ -18,15 +26,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
-	"golang.org/x/oauth2"
-
 	"github.com/latchkey/latchkey/cache"
-	"github.com/latchkey/latchkey/pkce"
 )
 
 // freshMargin is how much life a cached token must have left to be used
@@ -55,17 +58,19 @@ type Client struct {
 	// Stderr receives what the person must see (the login URL); nil means
 	// os.Stderr.
 	Stderr io.Writer
-	// Interactive tells that a person is at a terminal (stderr is one):
-	// such a caller may start a browser login during the cool-down after a
-	// failed one; a background caller (an IDE, k9s, a script) may not.
-	Interactive bool
-	// Logger receives progress and debug logs; nil discards them.
-	Logger *slog.Logger
+	// Attended tells that a person watches this call: its stderr is their
+	// terminal, or the command is one only people run (setup). An attended
+	// call may start a browser login during the cool-down after a failed
+	// one; a background caller (an IDE, k9s, a script) may not.
+	Attended bool
 	// Stdin is where the person's typed input comes from (the pasted code of
 	// --grant-type authcode-keyboard); nil means no input is possible, and
-	// nothing is ever read. Set it only when a person is at a terminal
-	// (KUBERNETES_EXEC_INFO says interactive).
+	// nothing is ever read. Set it only when stdin was handed over to the
+	// person (KUBERNETES_EXEC_INFO says interactive). A call with Stdin is
+	// attended too.
 	Stdin io.Reader
+	// Logger receives progress and debug logs; nil discards them.
+	Logger *slog.Logger
 	// After waits between the polls of a device login, like time.After; nil
 	// means time.After. Tests pair it with Now to poll without sleeping.
 	After func(time.Duration) <-chan time.Time
@@ -83,83 +88,6 @@ type Token struct {
 	Entry *cache.Entry
 }
 
-// Token returns a token for c.Options. It reads the cache without a lock and
-// without network access; only when the cached token expires within 10
-// seconds (or ForceRefresh is set) does it take the key's lock, re-read the
-// cache, refresh, and, when the provider refuses the refresh token or there
-// is none, log in (in a browser, or with a headless grant). A provider that
-// cannot be reached is an error: it never starts a login, and the cache
-// keeps its tokens.
-func (c *Client) Token(ctx context.Context) (*Token, error) {
-	start := c.now()
-	t, seen, err := c.cached()
-	if t != nil || err != nil {
-		return t, err
-	}
-	o := &c.Options
-	store := c.cache()
-	id := o.Key().ID()
-	if store == nil {
-		return c.renew(ctx, nil, nil, id)
-	}
-
-	lock, err := c.lock(ctx, store, id)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err := lock.Unlock(); err != nil {
-			c.logger().Debug("unlock token cache", "err", err)
-		}
-	}()
-	// Another process may have refreshed or logged in meanwhile.
-	e, err := c.load(store.Load, id, true)
-	if err != nil {
-		return nil, err
-	}
-	if e != nil {
-		if t := c.fresh(e); t != nil && (!o.ForceRefresh || !sameTokens(e, seen)) {
-			c.logger().Debug("using token another process obtained", "expiry", t.Expiry)
-			return t, nil
-		}
-		if f := e.RefreshFailure; f != nil && f.At.After(start) {
-			// The refresh this process waited for could not reach the
-			// provider; trying again at once would wait it out again.
-			return nil, fmt.Errorf("%w in another latchkey process: %s", ErrRefreshFailed, f.Reason)
-		}
-		if f := e.LoginFailure; f != nil && f.At.After(start) {
-			// A login failed after this process started: it was the
-			// login this one waited for. Retrying it at once would only
-			// open another browser tab.
-			return nil, fmt.Errorf("%w in another latchkey process: %s", ErrLoginFailed, f.Reason)
-		}
-	}
-	return c.renew(ctx, store, e, id)
-}
-
-// load reads id's entry with read (the cache's Load, or Peek where the
-// tokens are enough): nil if there is none or it is damaged (a login will
-// replace it), an error if the OS keyring holding its tokens cannot be
-// read (a login would not help and would replace a good refresh token).
-func (c *Client) load(read func(id string) (*cache.Entry, error), id string, warn bool) (*cache.Entry, error) {
-	e, err := read(id)
-	switch {
-	case err == nil:
-		return e, nil
-	case errors.Is(err, cache.ErrNotFound):
-	case errors.Is(err, cache.ErrKeyring):
-		return nil, fmt.Errorf("read tokens: %w", err)
-	default:
-		// Said once per call: by the read under the lock.
-		l := c.logger().Debug
-		if warn {
-			l = c.logger().Warn
-		}
-		l("ignoring unusable token cache entry", "err", err)
-	}
-	return nil, nil
-}
-
 // ErrLoginFailed reports a login that failed or was abandoned.
 var ErrLoginFailed = errors.New("login failed")
 
@@ -171,186 +99,401 @@ var ErrRefreshFailed = errors.New("refresh failed")
 // login because one failed or was abandoned moments ago.
 var ErrLoginCooldown = errors.New("not starting another login yet")
 
+// Token returns a token for c.Options. It reads the cache without a lock and
+// without network access; only when the cached token expires within 10
+// seconds (or ForceRefresh is set) does it take the key's lock, re-read the
+// cache, refresh, and, when the provider refuses the refresh token or there
+// is none, log in (in a browser, or with a headless grant). A provider that
+// cannot be reached is an error: it never starts a login, and the cache
+// keeps its tokens.
+func (c *Client) Token(ctx context.Context) (*Token, error) {
+	k, err := c.call()
+	if err != nil {
+		return nil, err
+	}
+	return k.token(ctx)
+}
+
 // Cached returns the cached token if it has more than 10 seconds left and
 // ForceRefresh is not set, reading one file and nothing else: no lock, no
 // network. Callers on a hot path (kubectl runs get-token for every command)
 // can answer from it before setting anything else up; Token starts with it.
 func (c *Client) Cached() (*Token, bool) {
-	t, _, _ := c.cached()
+	k, err := c.call()
+	if err != nil {
+		return nil, false
+	}
+	t, _, _ := k.cached()
 	return t, t != nil
 }
 
-// cached returns the fresh cached token, or else the entry seen (if any)
-// for Token to compare with what it finds under the lock.
-func (c *Client) cached() (*Token, *cache.Entry, error) {
+// call is one Token or Logout call: the options with their source, the
+// client's dependencies with their defaults filled in, and the cache entry
+// the options name.
+type call struct {
+	c     *Client
+	o     *Options
+	src   source
+	store *cache.Cache // nil with --token-cache-storage=none
+	id    string
+	now   func() time.Time
+	log   *slog.Logger
+}
+
+// call validates the options and starts a call. It touches neither the
+// disk nor the network.
+func (c *Client) call() (*call, error) {
 	o := &c.Options
 	if err := o.Validate(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	store := c.cache()
-	if store == nil {
+	k := &call{c: c, o: o, src: o.source(), now: c.Now, log: c.Logger}
+	if k.now == nil {
+		k.now = time.Now
+	}
+	if k.log == nil {
+		k.log = slog.New(slog.DiscardHandler)
+	}
+	k.id = k.src.key().ID()
+	switch {
+	case o.Storage == "none":
+	case c.Cache != nil:
+		k.store = c.Cache
+	default:
+		k.store = cache.Open(o.CacheDir)
+		k.store.Logger = k.log
+		if o.Storage == "keyring" {
+			k.store.Keyring = &cache.Keyring{}
+		}
+	}
+	return k, nil
+}
+
+// token is Token's work.
+func (k *call) token(ctx context.Context) (*Token, error) {
+	start := k.now()
+	t, seen, err := k.cached()
+	if t != nil || err != nil || k.store == nil {
+		if t == nil && err == nil {
+			return k.renew(ctx, nil)
+		}
+		return t, err
+	}
+	lock, err := k.lock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := lock.Unlock(); err != nil {
+			k.log.Debug("unlock token cache", "err", err)
+		}
+	}()
+	// Another process may have refreshed or logged in meanwhile.
+	e, err := k.load(k.store.Load, true)
+	if err != nil || e == nil {
+		if err != nil {
+			return nil, err
+		}
+		return k.renew(ctx, nil)
+	}
+	if t := k.freshToken(e); t != nil && (!k.o.ForceRefresh || !sameTokens(e, seen)) {
+		k.log.Debug("using token another process obtained", "expiry", t.Expiry)
+		return t, nil
+	}
+	if f := e.RefreshFailure; f != nil && f.At.After(start) {
+		// The refresh this process waited for could not reach the
+		// provider; trying again at once would wait it out again.
+		return nil, fmt.Errorf("%w in another latchkey process: %s", ErrRefreshFailed, f.Reason)
+	}
+	if f := e.LoginFailure; f != nil && f.At.After(start) {
+		// A login failed after this process started: it was the login
+		// this one waited for. Retrying it at once would only open another
+		// browser tab.
+		return nil, fmt.Errorf("%w in another latchkey process: %s", ErrLoginFailed, f.Reason)
+	}
+	return k.renew(ctx, e)
+}
+
+// cached returns the fresh cached token, or else the entry seen (if any)
+// for token to compare with what it finds under the lock.
+func (k *call) cached() (*Token, *cache.Entry, error) {
+	if k.store == nil {
 		return nil, nil, nil
 	}
-	e, err := c.load(store.Peek, o.Key().ID(), false)
+	e, err := k.load(k.store.Peek, false)
 	if e == nil || err != nil {
 		return nil, nil, err
 	}
-	if t := c.fresh(e); t != nil && !o.ForceRefresh {
-		c.logger().Debug("using cached token", "expiry", t.Expiry)
+	if t := k.freshToken(e); t != nil && !k.o.ForceRefresh {
+		k.log.Debug("using cached token", "expiry", t.Expiry)
 		return t, nil, nil
 	}
 	return nil, e, nil
 }
 
-// lock takes the key's lock, telling the person when it has to wait.
-func (c *Client) lock(ctx context.Context, store *cache.Cache, id string) (*cache.Lock, error) {
-	l, ok, err := store.TryLock(id)
-	if err != nil {
-		return nil, err
+// load reads the entry with read (the cache's Load, or Peek where the
+// tokens are enough): nil if there is none or it is damaged (a login will
+// replace it), an error if the OS keyring holding its tokens cannot be
+// read (a login would not help and would replace a good refresh token).
+func (k *call) load(read func(id string) (*cache.Entry, error), warn bool) (*cache.Entry, error) {
+	e, err := read(k.id)
+	switch {
+	case err == nil:
+		return e, nil
+	case errors.Is(err, cache.ErrNotFound):
+	case errors.Is(err, cache.ErrKeyring):
+		return nil, fmt.Errorf("read tokens: %w", err)
+	default:
+		// Said once per call: by the read under the lock.
+		l := k.log.Debug
+		if warn {
+			l = k.log.Warn
+		}
+		l("ignoring unusable token cache entry", "err", err)
 	}
-	if ok {
-		return l, nil
+	return nil, nil
+}
+
+// lock takes the entry's lock, telling the person when it has to wait.
+func (k *call) lock(ctx context.Context) (*cache.Lock, error) {
+	l, ok, err := k.store.TryLock(k.id)
+	if err != nil || ok {
+		return l, err
 	}
-	c.logger().Info("waiting for another latchkey process to finish (lock " + store.LockPath(id) + ")")
-	ctx, cancel := context.WithTimeout(ctx, c.authTimeout()+lockSlack)
+	k.log.Info("waiting for another latchkey process to finish (lock " + k.store.LockPath(k.id) + ")")
+	ctx, cancel := context.WithTimeout(ctx, k.authTimeout()+lockSlack)
 	defer cancel()
-	return store.Lock(ctx, id)
+	return k.store.Lock(ctx, k.id)
 }
 
 // renew refreshes e's token or, failing that, logs in; it saves the result
-// in store (if any) before returning it.
-func (c *Client) renew(ctx context.Context, store *cache.Cache, e *cache.Entry, id string) (*Token, error) {
-	hc, err := c.httpClient()
+// (if there is a store) before returning it. e is nil without an entry.
+func (k *call) renew(ctx context.Context, e *cache.Entry) (*Token, error) {
+	hc, err := k.httpClient()
 	if err != nil {
 		return nil, err
 	}
-	p := c.cachedProvider(e) // Flyte: see flyte.go
+	p := k.storedProvider(e, false)
 	if e != nil && e.RefreshToken != "" {
-		if p == nil {
-			if p, err = c.provider(ctx, hc); err != nil {
-				return nil, err
-			}
-		}
-		r, err := c.with(p).redeem(ctx, hc, p, e.RefreshToken)
-		if errors.Is(err, errNotDelivered) && p == e.Provider {
-			// The request never reached a token endpoint, so the
-			// refresh token is unspent; the cached metadata may be stale
-			// (the endpoint moved): check once against fresh metadata.
-			if fresh, derr := c.provider(ctx, hc); derr == nil && fresh.TokenEndpoint != p.TokenEndpoint {
-				c.logger().Debug("token endpoint changed, refreshing again", "token_endpoint", fresh.TokenEndpoint)
-				p = fresh
-				r, err = c.with(p).redeem(ctx, hc, p, e.RefreshToken)
-			}
-		}
-		if err == nil {
-			// The old refresh token is spent: keep the new one before
-			// anything else can fail.
-			e = c.keepRotated(store, id, e, r.RefreshToken)
-			var next *cache.Entry
-			if next, err = c.with(p).entry(ctx, hc, p, r, "", e); err == nil {
-				return c.save(store, id, next)
-			}
-		}
-		if !errors.Is(err, errRefreshRefused) {
-			c.recordRefreshFailure(store, id, e, err)
+		l, err := k.resolve(ctx, hc, p)
+		if err != nil {
 			return nil, err
 		}
-		c.logger().Info("refresh token no longer accepted, logging in again", "reason", err)
+		if minted := mintedBy(e); minted != "" && minted != l.provider.Issuer {
+			// RFC 9700 §4.4: the tokens go only to the issuer that
+			// minted them.
+			k.log.Warn("the provider's metadata now names another issuer; its tokens are not sent there, logging in again",
+				"minted_by", minted, "issuer", l.provider.Issuer)
+		} else {
+			tok, err := k.refresh(ctx, hc, e, l)
+			if err == nil || classify(err) != refused {
+				return tok, err
+			}
+			k.log.Info("refresh token no longer accepted, logging in again", "reason", err)
+		}
+		p = l.provider
 	}
 	// Before any request: a caller refused in the cool-down costs the
 	// provider nothing and gets the cool-down message even when it is down.
 	if e != nil && e.LoginFailure != nil {
-		if err := c.coolingDown(e.LoginFailure); err != nil {
+		if err := k.coolingDown(e.LoginFailure); err != nil {
 			return nil, err
 		}
 	}
-	if p == nil || c.now().Sub(p.FetchedAt) > time.Minute {
-		// A login follows; use fresh metadata for it.
-		if p, err = c.provider(ctx, hc); err != nil {
-			return nil, err
-		}
+	if p != nil && k.now().Sub(p.FetchedAt) > time.Minute {
+		p = nil // a login follows; use fresh metadata for it
 	}
-	next, err := c.with(p).login(ctx, hc, p)
+	l, err := k.resolve(ctx, hc, p)
 	if err != nil {
-		c.recordFailure(store, id, e, err)
 		return nil, err
 	}
-	return c.save(store, id, next)
+	next, err := k.login(ctx, hc, l)
+	if err != nil {
+		k.record(e, err, false)
+		return nil, err
+	}
+	return k.save(next, l)
 }
 
-// coolingDown refuses a background caller a login within the cool-down
+// resolve returns the call's login, resolved with metadata p, or, if p is
+// nil, with metadata discovered now.
+func (k *call) resolve(ctx context.Context, hc *http.Client, p *Provider) (*login, error) {
+	if p == nil {
+		var err error
+		if p, err = k.src.discover(ctx, hc, k.now()); err != nil {
+			return nil, err
+		}
+	}
+	l := k.src.resolve(p)
+	k.log.Debug("resolved login", "issuer", p.Issuer, "client_id", l.clientID, "scopes", strings.Join(l.scopes, " "),
+		"redirect_uri", l.redirectURL)
+	return l, nil
+}
+
+// storedProvider returns the metadata kept with e if they were discovered
+// for these options and, unless anyAge, are younger than providerLifetime;
+// else nil.
+func (k *call) storedProvider(e *cache.Entry, anyAge bool) *Provider {
+	p := providerOf(e)
+	if p == nil || !k.src.fits(p) || (!anyAge && k.now().Sub(p.FetchedAt) >= providerLifetime) {
+		return nil
+	}
+	return p
+}
+
+// providerOf decodes the metadata stored with e; nil if there are none or
+// they are unusable.
+func providerOf(e *cache.Entry) *Provider {
+	if e == nil || len(e.Provider) == 0 {
+		return nil
+	}
+	var p Provider
+	if json.Unmarshal(e.Provider, &p) != nil {
+		return nil
+	}
+	return &p
+}
+
+// mintedBy returns the issuer that minted e's tokens: as stored, or, in an
+// entry written before latchkey stored it, the issuer of its metadata.
+func mintedBy(e *cache.Entry) string {
+	if e.Issuer != "" || len(e.Provider) == 0 {
+		return e.Issuer
+	}
+	var p struct {
+		Issuer string `json:"issuer"`
+	}
+	_ = json.Unmarshal(e.Provider, &p)
+	return p.Issuer
+}
+
+// refresh redeems e's refresh token (RFC 6749 §6), resending the scopes so
+// that providers that narrow them on refresh (Okta) keep the groups claim,
+// and saves the result. A request that reached no token endpoint leaves the
+// refresh token unspent: if fresh metadata name another token endpoint (it
+// moved), the refresh is sent there once. A failure other than a refusal
+// is noted in the entry for the processes waiting behind this one.
+func (k *call) refresh(ctx context.Context, hc *http.Client, e *cache.Entry, l *login) (*Token, error) {
+	form := url.Values{
+		"grant_type":    {"refresh_token"},
+		"refresh_token": {e.RefreshToken},
+		"scope":         {strings.Join(l.scopes, " ")},
+	}
+	tc := l.client(hc, k.now)
+	r, err := tc.token(ctx, l.provider.TokenEndpoint, form)
+	if errors.Is(err, errNotDelivered) {
+		if p, derr := k.src.discover(ctx, hc, k.now()); derr == nil && p.Issuer == l.provider.Issuer && p.TokenEndpoint != l.provider.TokenEndpoint {
+			k.log.Debug("token endpoint changed, refreshing again", "token_endpoint", p.TokenEndpoint)
+			l = k.src.resolve(p)
+			r, err = l.client(hc, k.now).token(ctx, p.TokenEndpoint, form)
+		}
+	}
+	if err == nil {
+		k.log.Debug("refreshed token", "rotated", r.RefreshToken != "" && r.RefreshToken != e.RefreshToken)
+		// The old refresh token is spent: keep the new one before
+		// anything else can fail.
+		e = k.keepRotated(e, r.RefreshToken)
+		var next *cache.Entry
+		if next, err = newEntry(ctx, hc, k.now, l, r, "", e); err == nil {
+			return k.save(next, l)
+		}
+	}
+	if classify(err) != refused {
+		k.record(e, err, true)
+	}
+	return nil, err
+}
+
+// keepRotated saves a rotated refresh token at once (RFC 9700 §4.14.2: the
+// old one is spent, and replaying it may revoke the whole family). If that
+// save fails the entry is forgotten, so that the spent token is never sent
+// again; the call goes on with the new token in memory.
+func (k *call) keepRotated(e *cache.Entry, refreshToken string) *cache.Entry {
+	if refreshToken == "" || refreshToken == e.RefreshToken {
+		return e
+	}
+	next := *e
+	next.RefreshToken = refreshToken
+	if k.store != nil {
+		if err := k.store.Save(k.id, &next); err != nil {
+			k.log.Warn("could not save the rotated refresh token; forgetting the spent one", "err", err)
+			if err := k.store.Forget(k.id); err != nil {
+				k.log.Warn("could not delete the token cache entry", "err", err)
+			}
+		}
+	}
+	return &next
+}
+
+// coolingDown refuses an unattended caller a login within the cool-down
 // after a failed one, so that tools polling in the background cannot open a
 // browser tab per call.
-func (c *Client) coolingDown(f *cache.Failure) error {
-	o := &c.Options
-	left := f.At.Add(o.LoginCooldown).Sub(c.now())
-	// A person is there when stderr is a terminal or the exec info hands
-	// over stdin (Client.Stdin).
-	if c.Interactive || c.Stdin != nil || o.ForceRefresh || o.LoginCooldown <= 0 || left <= 0 {
+func (k *call) coolingDown(f *cache.Failure) error {
+	o := k.o
+	left := f.At.Add(o.LoginCooldown).Sub(k.now())
+	if k.c.Attended || k.c.Stdin != nil || o.ForceRefresh || o.LoginCooldown <= 0 || left <= 0 {
 		return nil
 	}
 	return fmt.Errorf("%w: a login failed %s ago (%s); a background caller waits %s more before starting another. "+
 		"To log in now, run the command in a terminal or add --force-refresh",
-		ErrLoginCooldown, c.now().Sub(f.At).Round(time.Second), f.Reason, left.Round(time.Second))
+		ErrLoginCooldown, k.now().Sub(f.At).Round(time.Second), f.Reason, left.Round(time.Second))
 }
 
-// recordFailure notes a failed login in the cache entry for the processes
-// waiting behind it and for the cool-down. The refresh token, if any, is
-// dropped: the login was needed because it no longer works.
-func (c *Client) recordFailure(store *cache.Cache, id string, e *cache.Entry, err error) {
-	if store == nil || errors.Is(err, ErrUsage) || errors.Is(err, pkce.ErrConfig) || errors.Is(err, pkce.ErrListen) || errors.Is(err, ErrNoTerminal) {
-		// Not a login the person failed or abandoned: nothing for
-		// others to wait out.
+// record notes a failed login (or, with refreshing, a failed refresh) in
+// the cache entry, for the processes waiting behind this one and, after a
+// login, for the cool-down. A failed login drops the refresh token (the
+// login was needed because it no longer works); a failed refresh keeps it.
+// A login that never reached the person (a usage error, a busy port, no
+// terminal: a setupError) is not noted: there is nothing to wait out.
+func (k *call) record(e *cache.Entry, err error, refreshing bool) {
+	if k.store == nil || errors.As(err, new(*setupError)) {
 		return
 	}
 	var next cache.Entry
 	if e != nil {
 		next = *e
 	}
-	next.RefreshToken = ""
-	next.LoginFailure = &cache.Failure{At: c.now(), Reason: strings.Join(strings.Fields(err.Error()), " ")}
-	if err := store.Save(id, &next); err != nil {
-		c.logger().Debug("record failed login", "err", err)
+	f := &cache.Failure{At: k.now(), Reason: strings.Join(strings.Fields(err.Error()), " ")}
+	if refreshing {
+		next.RefreshFailure = f
+	} else {
+		next.RefreshToken, next.LoginFailure = "", f
+	}
+	if err := k.store.Save(k.id, &next); err != nil {
+		k.log.Debug("record failure", "err", err)
 	}
 }
 
-// recordRefreshFailure notes, for the processes waiting behind this one, a
-// refresh that failed while the refresh token stays good.
-func (c *Client) recordRefreshFailure(store *cache.Cache, id string, e *cache.Entry, err error) {
-	if store == nil {
-		return
-	}
-	next := *e
-	next.RefreshFailure = &cache.Failure{At: c.now(), Reason: strings.Join(strings.Fields(err.Error()), " ")}
-	if err := store.Save(id, &next); err != nil {
-		c.logger().Debug("record failed refresh", "err", err)
-	}
-}
-
-// save stores e and returns the token it holds. A failed save is reported
-// but the token is still returned: the person logged in successfully.
-func (c *Client) save(store *cache.Cache, id string, e *cache.Entry) (*Token, error) {
-	t := c.fresh(e)
+// save stores e, minted for login l, and returns the token it holds. A
+// failed save is reported but the token is still returned: the person
+// logged in successfully.
+func (k *call) save(e *cache.Entry, l *login) (*Token, error) {
+	t := k.freshToken(e)
 	if t == nil {
 		return nil, fmt.Errorf("provider returned a token that is already expired")
 	}
-	if store != nil {
-		k := c.Options.Key()
-		e.Key = &k
-		if err := store.Save(id, e); err != nil {
-			c.logger().Warn("could not save the token; the next call will have to log in again", "err", err)
-		}
+	if k.store == nil {
+		return t, nil
+	}
+	key := k.src.key()
+	e.Key, e.Issuer = &key, l.provider.Issuer
+	if p, err := json.Marshal(l.provider); err == nil {
+		e.Provider = p
+	}
+	if err := k.store.Save(k.id, e); err != nil {
+		k.log.Warn("could not save the token; the next call will have to log in again", "err", err)
 	}
 	return t, nil
 }
 
-// fresh returns e's output token if it has more than freshMargin left.
-func (c *Client) fresh(e *cache.Entry) *Token {
+// freshToken returns the token of e that the options hand out if it has
+// more than freshMargin left, else nil.
+func (k *call) freshToken(e *cache.Entry) *Token {
 	v, exp := e.IDToken, e.IDTokenExpiry
-	if c.Options.UseAccessToken {
+	if k.o.UseAccessToken {
 		v, exp = e.AccessToken, e.Expiry
 	}
-	if v == "" || exp.IsZero() || exp.Sub(c.now()) <= freshMargin {
+	if v == "" || exp.IsZero() || exp.Sub(k.now()) <= freshMargin {
 		return nil
 	}
 	return &Token{Value: v, Expiry: exp, Entry: e}
@@ -360,266 +503,26 @@ func sameTokens(a, b *cache.Entry) bool {
 	return a != nil && b != nil && a.IDToken == b.IDToken && a.AccessToken == b.AccessToken && a.RefreshToken == b.RefreshToken
 }
 
-// oauth2Config returns the OAuth client configuration for provider p.
-func (c *Client) oauth2Config(p *cache.Provider) *oauth2.Config {
-	o := &c.Options
-	style := oauth2.AuthStyleInHeader
-	if o.ClientSecret == "" {
-		style = oauth2.AuthStyleInParams
+// httpClient returns the client for talking to the provider.
+func (k *call) httpClient() (*http.Client, error) {
+	if k.c.HTTPClient != nil {
+		return k.c.HTTPClient, nil
 	}
-	return &oauth2.Config{
-		ClientID:     o.ClientID,
-		ClientSecret: o.ClientSecret,
-		Endpoint: oauth2.Endpoint{
-			AuthURL:   p.AuthorizationEndpoint,
-			TokenURL:  p.TokenEndpoint,
-			AuthStyle: style,
-		},
-		Scopes: o.Scopes(),
-	}
+	return newHTTPClient(k.o)
 }
 
-// authCodeLogin runs the browser login (authorization code grant with PKCE
-// over a loopback redirect) and returns the new entry.
-func (c *Client) authCodeLogin(ctx context.Context, hc *http.Client, p *cache.Provider) (*cache.Entry, error) {
-	o := &c.Options
-	ctx, cancel := context.WithTimeout(ctx, c.authTimeout())
-	defer cancel()
-	l := &pkce.Login{
-		Config:          *c.oauth2Config(p),
-		Issuer:          p.Issuer,
-		RequireIss:      p.IssParameterSupported,
-		RedirectURL:     o.RedirectURL,
-		ListenAddresses: o.ListenAddresses,
-		AuthParams:      o.AuthParams,
-		// Flyte's authorization server wants them (flyte.go).
-		ResendAuthParams: o.resendAuthParams(),
-		OpenBrowser:      c.openBrowser,
-		HTTPClient:       hc,
-		Logger:           c.logger(),
-	}
-	res, err := l.Run(ctx)
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("log in: no answer from the browser within %s: %w", c.authTimeout(), err)
-		}
-		return nil, fmt.Errorf("log in: %w", err)
-	}
-	resp := tokenResponse{
-		AccessToken:  res.Token.AccessToken,
-		TokenType:    res.Token.TokenType,
-		RefreshToken: res.Token.RefreshToken,
-	}
-	// x/oauth2 computes Expiry with the real clock; use ours.
-	if d, ok := lifetime(res.Token.ExpiresIn); ok {
-		resp.Expiry = c.now().Add(d)
-	}
-	if s, ok := res.Token.Extra("id_token").(string); ok {
-		resp.IDToken = s
-	}
-	return c.entry(ctx, hc, p, &resp, res.Nonce, nil)
-}
-
-// entry checks a token response and turns it into a cache entry. nonce is
-// the nonce sent with the login ("" after a refresh); prev is the entry
-// refreshed (nil after a login).
-func (c *Client) entry(ctx context.Context, hc *http.Client, p *cache.Provider, r *tokenResponse, nonce string, prev *cache.Entry) (*cache.Entry, error) {
-	o := &c.Options
-	e := &cache.Entry{
-		AccessToken:  r.AccessToken,
-		TokenType:    r.TokenType,
-		Expiry:       r.Expiry,
-		RefreshToken: r.RefreshToken,
-		Provider:     p,
-	}
-	if e.RefreshToken == "" && prev != nil {
-		// RFC 6749 §6: without a new refresh token the old one stays valid.
-		e.RefreshToken = prev.RefreshToken
-	}
-	if e.Expiry.IsZero() {
-		e.Expiry = c.now().Add(defaultAccessTokenLifetime)
-	}
-	switch {
-	case r.IDToken != "":
-		idt, err := c.verify(ctx, hc, p, r.IDToken, nonce)
-		if err != nil {
-			return nil, err
-		}
-		if prev != nil && prev.IDToken != "" {
-			// OIDC Core §12.2: a refreshed ID token is about the same
-			// person.
-			if old, err := ParseClaims(prev.IDToken); err == nil && old.Subject != idt.Subject {
-				return nil, fmt.Errorf("verify ID token: the refreshed token is for subject %q, not %q", idt.Subject, old.Subject)
-			}
-		}
-		e.IDToken, e.IDTokenExpiry = r.IDToken, idt.Expiry
-	case prev != nil && o.UseAccessToken:
-		// OIDC Core §12.2: a refresh need not return an ID token.
-		e.IDToken, e.IDTokenExpiry = prev.IDToken, prev.IDTokenExpiry
-	case prev != nil:
-		return nil, fmt.Errorf("%w: the refresh response has no ID token", errRefreshRefused)
-	case !o.UseAccessToken:
-		return nil, errors.New("the token response has no ID token (is the openid scope allowed for this client?)")
-	}
-	if o.UseAccessToken && e.AccessToken == "" {
-		return nil, errors.New("the token response has no access token")
-	}
-	return e, nil
-}
-
-// defaultAccessTokenLifetime is assumed when a token response has no
-// usable expires_in (RFC 6749 §5.1 makes it optional).
-const defaultAccessTokenLifetime = 5 * time.Minute
-
-// verify checks an ID token's signature, issuer, audience, expiry and, after
-// a login, its nonce (OpenID Connect Core §3.1.3.7).
-func (c *Client) verify(ctx context.Context, hc *http.Client, p *cache.Provider, raw, nonce string) (*oidc.IDToken, error) {
-	ks := &keySet{hc: hc, p: p, now: c.now()}
-	algs := make([]string, len(signingAlgs))
-	for i, a := range signingAlgs {
-		algs[i] = string(a)
-	}
-	v := oidc.NewVerifier(p.Issuer, ks, &oidc.Config{
-		ClientID:             c.Options.ClientID,
-		SupportedSigningAlgs: algs,
-		Now:                  c.now,
-	})
-	idt, err := v.Verify(oidc.ClientContext(ctx, hc), raw)
-	if err != nil {
-		return nil, fmt.Errorf("verify ID token: %w", err)
-	}
-	if nonce != "" && idt.Nonce != nonce {
-		return nil, errors.New("verify ID token: nonce does not match the login's (possible replay)")
-	}
-	var claims struct {
-		AZP string `json:"azp"`
-	}
-	if err := idt.Claims(&claims); err != nil {
-		return nil, fmt.Errorf("verify ID token: %w", err)
-	}
-	// §3.1.3.7 items 4-5: with several audiences azp is required, and
-	// when present it must be this client.
-	if (len(idt.Audience) > 1 || claims.AZP != "") && claims.AZP != c.Options.ClientID {
-		return nil, fmt.Errorf("verify ID token: azp %q is not the client id", claims.AZP)
-	}
-	return idt, nil
-}
-
-// errRefreshRefused marks a refresh the provider answered with a refusal of
-// the refresh token itself, which only a new login can cure.
-var errRefreshRefused = errors.New("refresh token refused")
-
-// tokenResponse is a successful token endpoint response (RFC 6749 §5.1,
-// OpenID Connect Core §3.1.3.3).
-type tokenResponse struct {
-	AccessToken  string          `json:"access_token"`
-	TokenType    string          `json:"token_type"`
-	RefreshToken string          `json:"refresh_token"`
-	ExpiresIn    json.RawMessage `json:"expires_in"`
-	IDToken      string          `json:"id_token"`
-	Expiry       time.Time       `json:"-"`
-}
-
-// redeem sends a refresh request (RFC 6749 §6), resending the scopes so
-// providers that narrow them on refresh (Okta) keep the groups claim. A
-// refusal of the refresh token itself (400 or 401 with invalid_grant, or
-// Dex's invalid_request for a reused one) wraps errRefreshRefused; any other
-// failure (network, 5xx) is returned as is, since a new login would not
-// cure it.
-func (c *Client) redeem(ctx context.Context, hc *http.Client, p *cache.Provider, refreshToken string) (*tokenResponse, error) {
-	cfg := c.oauth2Config(p)
-	form := url.Values{
-		"grant_type":    {"refresh_token"},
-		"refresh_token": {refreshToken},
-		"scope":         {strings.Join(cfg.Scopes, " ")},
-	}
-	r, err := postToken(ctx, hc, cfg, form, c.now())
-	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && re.Response != nil && (re.Response.StatusCode == http.StatusBadRequest || re.Response.StatusCode == http.StatusUnauthorized) &&
-			slices.Contains([]string{"invalid_grant", "invalid_request"}, re.ErrorCode) {
-			return nil, fmt.Errorf("%w: %w", errRefreshRefused, err)
-		}
-		return nil, fmt.Errorf("refresh token: %w", err)
-	}
-	c.logger().Debug("refreshed token", "rotated", r.RefreshToken != "" && r.RefreshToken != refreshToken)
-	return r, nil
-}
-
-// keepRotated saves a rotated refresh token at once (RFC 9700 §4.14.2: the
-// old one is spent, and replaying it may revoke the whole family). If that
-// save fails the entry is deleted, so that the spent token is never sent
-// again; the caller goes on with the new token in memory.
-func (c *Client) keepRotated(store *cache.Cache, id string, e *cache.Entry, refreshToken string) *cache.Entry {
-	if refreshToken == "" || refreshToken == e.RefreshToken {
-		return e
-	}
-	next := *e
-	next.RefreshToken = refreshToken
-	if store != nil {
-		if err := store.Save(id, &next); err != nil {
-			c.logger().Warn("could not save the rotated refresh token; forgetting the spent one", "err", err)
-			if err := store.Forget(id); err != nil {
-				c.logger().Warn("could not delete the token cache entry", "err", err)
-			}
-		}
-	}
-	return &next
-}
-
-func (c *Client) cache() *cache.Cache {
-	if c.Options.Storage == "none" {
-		return nil
-	}
-	if c.Cache != nil {
-		return c.Cache
-	}
-	ch := cache.Open(c.Options.CacheDir)
-	ch.Logger = c.logger()
-	if c.Options.Storage == "keyring" {
-		ch.Keyring = &cache.Keyring{}
-	}
-	return ch
-}
-
-func (c *Client) httpClient() (*http.Client, error) {
-	if c.HTTPClient != nil {
-		return c.HTTPClient, nil
-	}
-	return newHTTPClient(&c.Options)
-}
-
-func (c *Client) openBrowser(ctx context.Context, url string) error {
-	if c.OpenBrowser != nil {
-		return c.OpenBrowser(ctx, url)
-	}
-	b := &Browser{
-		Command: c.Options.BrowserCommand,
-		Skip:    c.Options.SkipOpenBrowser,
-		Stderr:  c.Stderr,
-		Getenv:  c.Getenv,
-		Logger:  c.logger(),
-	}
-	return b.Open(ctx, url)
-}
-
-func (c *Client) authTimeout() time.Duration {
-	if c.Options.AuthTimeout > 0 {
-		return c.Options.AuthTimeout
+func (k *call) authTimeout() time.Duration {
+	if k.o.AuthTimeout > 0 {
+		return k.o.AuthTimeout
 	}
 	return DefaultAuthTimeout
 }
 
-func (c *Client) now() time.Time {
-	if c.Now != nil {
-		return c.Now()
-	}
-	return time.Now()
-}
+// setupError marks a login that failed before it reached the person: a
+// usage error, a redirect port in use, no terminal to paste a code into.
+// Such a failure starts no cool-down and is not shared with waiting
+// processes.
+type setupError struct{ err error }
 
-func (c *Client) logger() *slog.Logger {
-	if c.Logger != nil {
-		return c.Logger
-	}
-	return slog.New(slog.DiscardHandler)
-}
+func (e *setupError) Error() string { return e.err.Error() }
+func (e *setupError) Unwrap() error { return e.err }

@@ -3,6 +3,7 @@ package plugin
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"log/slog"
@@ -136,6 +137,26 @@ func (h *harness) entry(o Options) *cache.Entry {
 		h.t.Fatalf("load entry: %v", err)
 	}
 	return e
+}
+
+// stored returns the provider metadata kept with e.
+func stored(t *testing.T, e *cache.Entry) *Provider {
+	t.Helper()
+	var p Provider
+	if err := json.Unmarshal(e.Provider, &p); err != nil {
+		t.Fatalf("entry's provider metadata: %v", err)
+	}
+	return &p
+}
+
+// store sets the provider metadata kept with e to p.
+func store(t *testing.T, e *cache.Entry, p *Provider) {
+	t.Helper()
+	b, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Provider = b
 }
 
 func TestFirstLoginThenCache(t *testing.T) {
@@ -357,7 +378,7 @@ func TestLoginCooldown(t *testing.T) {
 	}
 
 	c := h.client(o)
-	c.Interactive = true
+	c.Attended = true
 	if _, err := c.Token(t.Context()); err != nil {
 		t.Fatalf("a caller at a terminal was refused: %v", err)
 	}
@@ -543,7 +564,9 @@ func TestRefreshFollowsAMovedTokenEndpoint(t *testing.T) {
 	// The cached metadata names a token endpoint that has gone away.
 	c := cache.Open(h.dir)
 	e := h.entry(o)
-	e.Provider.TokenEndpoint = h.idp.URL + "/old-token"
+	p := stored(t, e)
+	p.TokenEndpoint = h.idp.URL + "/old-token"
+	store(t, e, p)
 	if err := c.Save(o.Key().ID(), e); err != nil {
 		t.Fatal(err)
 	}
@@ -556,7 +579,7 @@ func TestRefreshFollowsAMovedTokenEndpoint(t *testing.T) {
 	if cn.Discovery != 2 || cn.Refresh != 1 {
 		t.Errorf("discovery/refresh = %d/%d, want 2/1", cn.Discovery, cn.Refresh)
 	}
-	if got := h.entry(o).Provider.TokenEndpoint; got == e.Provider.TokenEndpoint {
+	if got := stored(t, h.entry(o)).TokenEndpoint; got == p.TokenEndpoint {
 		t.Error("the stale token endpoint is still cached")
 	}
 }

@@ -1,19 +1,17 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
-
-	"github.com/latchkey/latchkey/cache"
 )
 
 // ErrDeviceDenied reports that the person declined the device authorization
@@ -60,21 +58,20 @@ type deviceAuthResponse struct {
 	VerificationURL string `json:"verification_url"`
 }
 
-// deviceLogin runs the device authorization grant (RFC 8628): it asks the
+// device runs the device authorization grant (RFC 8628): it asks the
 // provider for a device code, shows the person where to enter the user
 // code, and polls the token endpoint until the person approves or declines,
 // the code expires, or the authentication timeout passes. The ID token of a
 // device grant carries no nonce; its signature, issuer, audience and expiry
 // are verified.
-func (c *Client) deviceLogin(ctx context.Context, hc *http.Client, p *cache.Provider) (*cache.Entry, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.authTimeout())
+func (f *flow) device(ctx context.Context) (*tokenResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	cfg := c.oauth2Config(p)
-	da, err := c.deviceAuthorization(ctx, hc, cfg, p.DeviceAuthorizationEndpoint)
+	da, err := f.deviceAuthorization(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("log in: %w", err)
 	}
-	start := c.now()
+	start := f.now()
 	var deadline time.Time
 	if d, ok := expiresIn(da.ExpiresIn); ok {
 		deadline = start.Add(d)
@@ -83,7 +80,7 @@ func (c *Client) deviceLogin(ctx context.Context, hc *http.Client, p *cache.Prov
 	if d, ok := expiresIn(da.Interval); ok {
 		interval = d
 	}
-	c.showDeviceCode(ctx, da)
+	f.showDeviceCode(ctx, da)
 
 	form := url.Values{
 		"grant_type":  {deviceCodeGrantType},
@@ -94,23 +91,23 @@ func (c *Client) deviceLogin(ctx context.Context, hc *http.Client, p *cache.Prov
 		// RFC 8628 §3.4: wait the interval before every poll, the first
 		// too, but no longer than the code lives.
 		wait := interval
-		if left := deadline.Sub(c.now()); !deadline.IsZero() && left < wait {
+		if left := deadline.Sub(f.now()); !deadline.IsZero() && left < wait {
 			wait = max(left, 0)
 		}
-		if err := c.sleep(ctx, wait); err != nil {
-			return nil, c.deviceTimeout(err)
+		if err := f.sleep(ctx, wait); err != nil {
+			return nil, f.deviceTimeout(err)
 		}
-		if !deadline.IsZero() && !c.now().Before(deadline) {
+		if !deadline.IsZero() && !f.now().Before(deadline) {
 			return nil, fmt.Errorf("log in: %w: the code was not entered within %s; run the command again for a new one",
 				ErrDeviceExpired, deadline.Sub(start))
 		}
-		r, err := postToken(ctx, hc, cfg, form, c.now())
+		r, err := f.tc.token(ctx, f.l.provider.TokenEndpoint, form)
 		if err == nil {
-			c.logger().Debug("device login approved")
-			return c.entry(ctx, hc, p, r, "", nil)
+			f.log.Debug("device login approved")
+			return r, nil
 		}
 		if ctx.Err() != nil {
-			return nil, c.deviceTimeout(ctx.Err())
+			return nil, f.deviceTimeout(ctx.Err())
 		}
 		var re *oauth2.RetrieveError
 		if !errors.As(err, &re) {
@@ -119,7 +116,7 @@ func (c *Client) deviceLogin(ctx context.Context, hc *http.Client, p *cache.Prov
 				return nil, fmt.Errorf("log in: poll for the device login: %w", err)
 			}
 			interval *= 2
-			c.logger().Warn("polling for the device login failed; retrying", "err", err, "interval", interval)
+			f.log.Warn("polling for the device login failed; retrying", "err", err, "interval", interval)
 			continue
 		}
 		failures = 0
@@ -127,7 +124,7 @@ func (c *Client) deviceLogin(ctx context.Context, hc *http.Client, p *cache.Prov
 		case "authorization_pending":
 		case "slow_down":
 			interval += slowDownStep
-			c.logger().Debug("provider asked to poll more slowly", "interval", interval)
+			f.log.Debug("provider asked to poll more slowly", "interval", interval)
 		case "access_denied":
 			return nil, fmt.Errorf("log in: %w: the request was declined at the provider", ErrDeviceDenied)
 		case "expired_token":
@@ -139,25 +136,25 @@ func (c *Client) deviceLogin(ctx context.Context, hc *http.Client, p *cache.Prov
 }
 
 // deviceTimeout describes the end of a device login's context.
-func (c *Client) deviceTimeout(err error) error {
+func (f *flow) deviceTimeout(err error) error {
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("log in: the device login was not approved within %s: %w", c.authTimeout(), err)
+		return fmt.Errorf("log in: the device login was not approved within %s: %w", f.timeout, err)
 	}
 	return fmt.Errorf("log in: %w", err)
 }
 
 // deviceAuthorization sends the device authorization request (RFC 8628
-// §3.1) with the client's scopes and Options.AuthParams (Auth0 needs
-// audience here too). Confidential clients authenticate with HTTP Basic
-// (RFC 6749 §2.3.1), public ones send client_id. An error response is an
-// *oauth2.RetrieveError.
-func (c *Client) deviceAuthorization(ctx context.Context, hc *http.Client, cfg *oauth2.Config, endpoint string) (*deviceAuthResponse, error) {
+// §3.1) with the login's scopes and authorization parameters (Auth0 needs
+// audience here too), authenticated as the token client authenticates. An
+// error response is an *oauth2.RetrieveError.
+func (f *flow) deviceAuthorization(ctx context.Context) (*deviceAuthResponse, error) {
+	endpoint := f.l.provider.DeviceAuthorizationEndpoint
 	form := url.Values{}
-	for _, k := range sortedKeys(c.Options.AuthParams) {
-		form.Set(k, c.Options.AuthParams[k])
+	for k, v := range f.l.authParams {
+		form.Set(k, v)
 	}
-	form.Set("scope", strings.Join(cfg.Scopes, " "))
-	resp, body, err := postForm(ctx, hc, cfg, endpoint, form)
+	form.Set("scope", strings.Join(f.l.scopes, " "))
+	resp, body, err := f.tc.post(ctx, endpoint, form)
 	if err != nil {
 		return nil, fmt.Errorf("device authorization request: %w", err)
 	}
@@ -191,39 +188,22 @@ func (c *Client) deviceAuthorization(ctx context.Context, hc *http.Client, cfg *
 // §3.3, §3.3.1). With --grant-type device-code and a browser at hand, it
 // also opens verification_uri_complete (or verification_uri), where the
 // person still confirms the code.
-func (c *Client) showDeviceCode(ctx context.Context, da *deviceAuthResponse) {
-	w := c.stderr()
+func (f *flow) showDeviceCode(ctx context.Context, da *deviceAuthResponse) {
+	w := f.stderr
 	fmt.Fprintf(w, "latchkey: to log in, visit this URL on any device:\n\n    %s\n\nand enter the code:\n\n    %s\n\n",
 		da.VerificationURI, da.UserCode)
 	if da.VerificationURIComplete != "" && da.VerificationURIComplete != da.VerificationURI {
 		fmt.Fprintf(w, "or open this URL, which fills the code in for you (check that the page shows the same code):\n\n    %s\n\n",
 			da.VerificationURIComplete)
 	}
-	if c.Options.GrantType != GrantDeviceCode || c.Options.SkipOpenBrowser {
+	if f.o.GrantType != GrantDeviceCode || f.o.SkipOpenBrowser {
 		return
 	}
-	if ok, _ := c.browserAvailable(); !ok {
+	if ok, _ := f.browserAvailable(); !ok {
 		return
 	}
-	u := da.VerificationURIComplete
-	if u == "" {
-		u = da.VerificationURI
-	}
-	if err := c.openBrowser(ctx, u); err != nil {
-		c.logger().Debug("could not open the verification page", "err", err)
-	}
-}
-
-// sleep waits d on Client.After, or until ctx is done.
-func (c *Client) sleep(ctx context.Context, d time.Duration) error {
-	after := c.After
-	if after == nil {
-		after = time.After
-	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-after(d):
-		return nil
+	u := cmp.Or(da.VerificationURIComplete, da.VerificationURI)
+	if err := f.open(ctx, u); err != nil {
+		f.log.Debug("could not open the verification page", "err", err)
 	}
 }

@@ -56,113 +56,148 @@ func normalizeFlyteEndpoint(s string) string {
 	return strings.TrimRight(s, "/")
 }
 
-// validateFlyte checks the options of a Flyte login: the endpoint must be an
-// http(s) URL; the issuer and client id are optional (discovered).
-func (o *Options) validateFlyte() error {
-	u, err := url.Parse(normalizeFlyteEndpoint(o.FlyteEndpoint))
+// source returns where the options' login comes from: the Flyte deployment
+// with --flyte-endpoint, else the issuer's OpenID Connect discovery.
+func (o *Options) source() source {
+	if o.FlyteEndpoint != "" {
+		return flyteSource{o}
+	}
+	return oidcSource{o}
+}
+
+// FromKey sets the options that make up a cache key from k, so that o.Key()
+// returns k again (`latchkey logout --all` rebuilds each login's options from
+// its entry this way).
+func (o *Options) FromKey(k cache.Key) {
+	o.IssuerURL, o.FlyteEndpoint = k.Issuer, ""
+	if ep, ok := strings.CutPrefix(k.Issuer, flyteKeyPrefix); ok {
+		o.IssuerURL, o.FlyteEndpoint = "", ep
+	}
+	o.ClientID, o.AuthParams, o.UseAccessToken = k.ClientID, k.ExtraParams, k.UseAccessToken
+	o.ExtraScopes = nil
+	for _, s := range k.Scopes {
+		if s != "openid" || o.FlyteEndpoint != "" {
+			o.ExtraScopes = append(o.ExtraScopes, s)
+		}
+	}
+}
+
+// FlyteClient is the public client registration a Flyte deployment
+// advertises to its command-line tools at FlyteClientConfigPath (flyteidl's
+// PublicClientAuthConfigResponse).
+type FlyteClient struct {
+	// Endpoint is the deployment's URL the configuration was fetched from.
+	Endpoint string `json:"endpoint"`
+	// ClientID is the OAuth client identifier to log in with (RFC 6749
+	// §2.2).
+	ClientID string `json:"client_id,omitempty"`
+	// RedirectURI is the redirect URI registered for the client (RFC 6749
+	// §3.1.2), used verbatim.
+	RedirectURI string `json:"redirect_uri,omitempty"`
+	// Scopes are the scopes to request (RFC 6749 §3.3).
+	Scopes []string `json:"scopes,omitempty"`
+	// AuthorizationMetadataKey is the request header (gRPC metadata key)
+	// the deployment reads the token from, "authorization" by default.
+	AuthorizationMetadataKey string `json:"authorization_metadata_key,omitempty"`
+	// Audience, if set, is sent as the audience authorization request
+	// parameter (Auth0 and others issue JWT access tokens for it).
+	Audience string `json:"audience,omitempty"`
+}
+
+// flyteSource resolves a login from --flyte-endpoint: the deployment
+// publishes its authorization server's metadata and the client to log in
+// as; flags override what it publishes.
+type flyteSource struct{ o *Options }
+
+func (s flyteSource) endpoint() string { return normalizeFlyteEndpoint(s.o.FlyteEndpoint) }
+
+// validate checks that the endpoint is an http(s) URL; the issuer and
+// client id are optional (discovered).
+func (s flyteSource) validate() error {
+	u, err := url.Parse(s.endpoint())
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%w: --flyte-endpoint %q is not an http(s) URL (e.g. https://flyte.example.com)", ErrUsage, o.FlyteEndpoint)
+		return fmt.Errorf("%w: --flyte-endpoint %q is not an http(s) URL (e.g. https://flyte.example.com)", ErrUsage, s.o.FlyteEndpoint)
+	}
+	if s.o.IssuerURL != "" {
+		return checkIssuerURL(s.o.IssuerURL)
 	}
 	return nil
 }
 
-// flyteKey is Key for a Flyte login: the endpoint and the flags that change
-// the tokens, never discovered values, so that the cached path needs no
-// network.
-func (o *Options) flyteKey() cache.Key {
-	return cache.Key{
-		Issuer:         flyteKeyPrefix + normalizeFlyteEndpoint(o.FlyteEndpoint),
-		ClientID:       o.ClientID,
-		Scopes:         o.Scopes(),
-		ExtraParams:    o.AuthParams,
-		UseAccessToken: o.UseAccessToken,
-	}
-}
-
-// withFlyte returns o completed with what the Flyte deployment advertised
-// (p.Client), where no flag set it: client id, scopes, the redirect URI (used
-// verbatim unless --listen-address asks for a port of latchkey's choosing),
-// the audience parameter; and the issuer, for messages.
-func (o *Options) withFlyte(p *cache.Provider) Options {
-	out := *o
-	cc := p.Client
-	out.IssuerURL = p.Issuer
-	out.ClientID = cmp.Or(o.ClientID, cc.ClientID, DefaultFlyteClientID)
-	if len(o.ExtraScopes) == 0 {
-		out.ExtraScopes = slices.Clone(cc.Scopes)
-		if len(out.ExtraScopes) == 0 {
-			out.ExtraScopes = slices.Clone(defaultFlyteScopes)
+// scopes are the --oidc-extra-scope values, without duplicates and without
+// openid, which Flyte's authorization server does not know.
+func (s flyteSource) scopes() []string {
+	var out []string
+	for _, v := range s.o.ExtraScopes {
+		if !slices.Contains(out, v) {
+			out = append(out, v)
 		}
-	}
-	if o.RedirectURL == "" && len(o.ListenAddresses) == 0 {
-		out.RedirectURL = cmp.Or(cc.RedirectURI, DefaultFlyteRedirectURI)
-	}
-	if _, set := o.AuthParams["audience"]; cc.Audience != "" && !set {
-		out.AuthParams = maps.Clone(o.AuthParams)
-		if out.AuthParams == nil {
-			out.AuthParams = make(map[string]string, 1)
-		}
-		out.AuthParams["audience"] = cc.Audience
 	}
 	return out
 }
 
-// resendAuthParams tells whether the code exchange repeats the authorization
-// request's parameters: as set, else in Flyte mode.
-func (o *Options) resendAuthParams() bool {
-	if o.ResendAuthParams != nil {
-		return *o.ResendAuthParams
-	}
-	return o.FlyteEndpoint != ""
+// key is made of the endpoint and the flags that change the tokens, never
+// of discovered values, so that the cached path needs no network.
+func (s flyteSource) key() cache.Key {
+	o := s.o
+	return cache.Key{Issuer: flyteKeyPrefix + s.endpoint(), ClientID: o.ClientID, Scopes: s.scopes(), ExtraParams: o.AuthParams, UseAccessToken: o.UseAccessToken}
 }
 
-// with returns c with its options completed from what the Flyte deployment
-// advertised in p (see Options.withFlyte), for the requests of a refresh, a
-// login or a revocation; c itself when it is not a Flyte login. The copy's
-// Options.Key differs from c's: cache entries are saved by c.
-func (c *Client) with(p *cache.Provider) *Client {
-	if c.Options.FlyteEndpoint == "" || p == nil || p.Client == nil {
-		return c
-	}
-	cc := *c
-	cc.Options = c.Options.withFlyte(p)
-	return &cc
+func (s flyteSource) discover(ctx context.Context, hc *http.Client, now time.Time) (*Provider, error) {
+	return discoverFlyte(ctx, hc, s.endpoint(), s.o.IssuerURL, now)
 }
 
-// cachedProvider returns e's provider metadata if they are for these options
-// and younger than providerLifetime, else nil.
-func (c *Client) cachedProvider(e *cache.Entry) *cache.Provider {
-	o := &c.Options
-	if e == nil || e.Provider == nil || c.now().Sub(e.Provider.FetchedAt) >= providerLifetime {
-		return nil
+func (s flyteSource) fits(p *Provider) bool {
+	return p.Flyte != nil && p.Flyte.Endpoint == s.endpoint() && (s.o.IssuerURL == "" || p.Issuer == s.o.IssuerURL)
+}
+
+// resolve takes what no flag set from the deployment's client
+// configuration: client id, scopes, the redirect URI (used verbatim unless
+// --listen-address asks for a port of latchkey's choosing) and the audience
+// parameter. The authorization request's parameters are resent with the
+// code exchange unless --resend-auth-params=false: Flyte's authorization
+// server wants them. Flyte takes the access token.
+func (s flyteSource) resolve(p *Provider) *login {
+	o, cc := s.o, p.Flyte
+	if cc == nil {
+		cc = &FlyteClient{}
 	}
-	p := e.Provider
-	if o.FlyteEndpoint == "" {
-		if p.Issuer != o.IssuerURL || p.Client != nil {
-			return nil
+	l := &login{
+		provider:         p,
+		clientID:         cmp.Or(o.ClientID, cc.ClientID, DefaultFlyteClientID),
+		clientSecret:     o.ClientSecret,
+		scopes:           s.scopes(),
+		authParams:       o.AuthParams,
+		redirectURL:      o.RedirectURL,
+		listenAddresses:  o.ListenAddresses,
+		resendAuthParams: o.ResendAuthParams == nil || *o.ResendAuthParams,
+		accessToken:      true,
+	}
+	if len(l.scopes) == 0 {
+		l.scopes = slices.Clone(cc.Scopes)
+	}
+	if len(l.scopes) == 0 {
+		l.scopes = slices.Clone(defaultFlyteScopes)
+	}
+	if o.RedirectURL == "" && len(o.ListenAddresses) == 0 {
+		l.redirectURL = cmp.Or(cc.RedirectURI, DefaultFlyteRedirectURI)
+	}
+	if _, set := o.AuthParams["audience"]; cc.Audience != "" && !set {
+		l.authParams = maps.Clone(o.AuthParams)
+		if l.authParams == nil {
+			l.authParams = make(map[string]string, 1)
 		}
-		return p
+		l.authParams["audience"] = cc.Audience
 	}
-	if p.Client == nil || p.Client.Endpoint != normalizeFlyteEndpoint(o.FlyteEndpoint) || (o.IssuerURL != "" && p.Issuer != o.IssuerURL) {
-		return nil
-	}
-	return p
+	return l
 }
 
-// provider discovers the provider metadata for c.Options: from the Flyte
-// endpoint with FlyteEndpoint, else by OpenID Connect discovery of the issuer.
-func (c *Client) provider(ctx context.Context, hc *http.Client) (*cache.Provider, error) {
-	o := &c.Options
-	if o.FlyteEndpoint == "" {
-		return discover(ctx, hc, o.IssuerURL, c.now())
+func (s flyteSource) describe() string {
+	who := "Flyte " + s.endpoint()
+	if s.o.ClientID != "" {
+		who += ", client " + s.o.ClientID
 	}
-	p, err := discoverFlyte(ctx, hc, normalizeFlyteEndpoint(o.FlyteEndpoint), o.IssuerURL, c.now())
-	if err != nil {
-		return nil, err
-	}
-	c.logger().Debug("discovered Flyte deployment", "endpoint", p.Client.Endpoint, "issuer", p.Issuer,
-		"client_id", p.Client.ClientID, "redirect_uri", p.Client.RedirectURI, "scopes", p.Client.Scopes)
-	return p, nil
+	return who
 }
 
 // flyteMetadata is the part of the RFC 8414 §2 metadata that is not kept in
@@ -184,13 +219,13 @@ type flyteMetadata struct {
 // the person configured. That issuer then binds the login: RFC 9207 iss
 // parameters and any ID token must carry it. A person who knows the issuer
 // pins it with --oidc-issuer-url (want), and a different one is refused.
-func discoverFlyte(ctx context.Context, hc *http.Client, endpoint, want string, now time.Time) (*cache.Provider, error) {
+func discoverFlyte(ctx context.Context, hc *http.Client, endpoint, want string, now time.Time) (*Provider, error) {
 	u := endpoint + FlyteMetadataPath
 	var raw json.RawMessage
 	if err := getJSON(ctx, hc, u, &raw); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDiscovery, err)
 	}
-	var p cache.Provider
+	var p Provider
 	var m flyteMetadata
 	if err := json.Unmarshal(raw, &p); err != nil {
 		return nil, fmt.Errorf("%w: get %s: decode JSON: %v", ErrDiscovery, u, err)
@@ -218,12 +253,12 @@ func discoverFlyte(ctx context.Context, hc *http.Client, endpoint, want string, 
 	}
 
 	cu := endpoint + FlyteClientConfigPath
-	var cc cache.ClientConfig
+	var cc FlyteClient
 	if err := getJSON(ctx, hc, cu, &cc); err != nil {
 		return nil, fmt.Errorf("%w: Flyte client configuration: %w", ErrDiscovery, err)
 	}
 	cc.Endpoint = endpoint
-	p.Client = &cc
+	p.Flyte = &cc
 
 	p.FetchedAt = now
 	return &p, nil

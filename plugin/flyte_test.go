@@ -164,9 +164,10 @@ func TestFlyteLoginDiscoversEverything(t *testing.T) {
 			t.Errorf("token request %s = %q, want the authorization request's %q", k, tr.Get(k), a.Get(k))
 		}
 	}
-	if e.Key == nil || e.Key.Issuer != "flyte:"+f.URL || e.Provider.Issuer != h.idp.URL ||
-		e.Provider.Client == nil || e.Provider.Client.Endpoint != f.URL || e.Provider.Client.AuthorizationMetadataKey != "flyte-authorization" {
-		t.Errorf("entry key %+v, provider issuer %q, client config %+v; want the Flyte key and the cached client config", e.Key, e.Provider.Issuer, e.Provider.Client)
+	if p := stored(t, e); e.Key == nil || e.Key.Issuer != "flyte:"+f.URL || p.Issuer != h.idp.URL || e.Issuer != h.idp.URL ||
+		p.Flyte == nil || p.Flyte.Endpoint != f.URL || p.Flyte.AuthorizationMetadataKey != "flyte-authorization" {
+		t.Errorf("entry key %+v, issuer %q, provider issuer %q, client config %+v; want the Flyte key, the minting issuer and the cached client config",
+			e.Key, e.Issuer, p.Issuer, p.Flyte)
 	}
 
 	// The cached path: no network at all, not even the Flyte metadata.

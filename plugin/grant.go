@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/latchkey/latchkey/cache"
+	"github.com/latchkey/latchkey/pkce"
 )
 
 // Grant types accepted by Options.GrantType (kubelogin's --grant-type names).
@@ -30,76 +34,111 @@ const (
 	GrantDeviceCode = "device-code"
 )
 
-// login obtains new tokens from the person, with the grant the options ask
-// for (Options.GrantType), and returns the new entry.
-func (c *Client) login(ctx context.Context, hc *http.Client, p *cache.Provider) (*cache.Entry, error) {
-	grant, why, err := c.chooseGrant(p)
+// flow runs one login that needs the person: the browser login, a pasted
+// code or the device authorization grant, chosen by Options.GrantType (auto
+// by default: see GrantAuto).
+type flow struct {
+	l  *login
+	tc *tokenClient
+	o  *Options
+	// opener is Client.OpenBrowser; nil means Browser.
+	opener  func(ctx context.Context, url string) error
+	stdin   io.Reader
+	stderr  io.Writer
+	getenv  func(string) string
+	log     *slog.Logger
+	now     func() time.Time
+	after   func(time.Duration) <-chan time.Time
+	timeout time.Duration
+}
+
+// login runs a login for l and returns the new entry.
+func (k *call) login(ctx context.Context, hc *http.Client, l *login) (*cache.Entry, error) {
+	c := k.c
+	f := &flow{
+		l: l, tc: l.client(hc, k.now), o: k.o,
+		opener: c.OpenBrowser, stdin: c.Stdin, stderr: c.Stderr, getenv: c.Getenv,
+		log: k.log, now: k.now, after: c.After, timeout: k.authTimeout(),
+	}
+	if f.stderr == nil {
+		f.stderr = os.Stderr
+	}
+	if f.getenv == nil {
+		f.getenv = os.Getenv
+	}
+	if f.after == nil {
+		f.after = time.After
+	}
+	r, nonce, err := f.run(ctx)
 	if err != nil {
 		return nil, err
 	}
+	return newEntry(ctx, hc, k.now, l, r, nonce, nil)
+}
+
+// run logs in with the grant the options ask for and returns the token
+// response and the nonce the login sent ("" if none).
+func (f *flow) run(ctx context.Context) (*tokenResponse, string, error) {
+	grant, why, err := f.choose()
+	if err != nil {
+		return nil, "", err
+	}
 	// The usual case (a browser) needs no explanation; the others do.
-	log := c.logger().Info
+	log := f.log.Info
 	if grant == GrantAuthCode {
-		if ok, _ := c.browserAvailable(); ok || c.Options.GrantType == GrantAuthCode {
-			log = c.logger().Debug
+		if ok, _ := f.browserAvailable(); ok || f.o.GrantType == GrantAuthCode {
+			log = f.log.Debug
 		}
 	}
 	log("logging in with "+grantName(grant), "grant", grant, "reason", why)
-	switch grant {
-	case GrantDeviceCode:
-		e, err := c.deviceLogin(ctx, hc, p)
-		if err == nil || !errors.Is(err, errDeviceNotAllowed) || c.Options.GrantType == GrantDeviceCode {
-			return e, err
+	if grant == GrantDeviceCode {
+		r, err := f.device(ctx)
+		if err == nil || !errors.Is(err, errDeviceNotAllowed) || f.o.GrantType == GrantDeviceCode {
+			return r, "", err
 		}
 		// Providers advertise the endpoint for all clients but enable the
 		// grant per client (Okta, Entra ID): try the next way.
-		grant, why = c.fallbackGrant()
-		c.logger().Info("the provider refused the device authorization grant for this client; logging in with "+grantName(grant),
+		grant, why = f.fallback()
+		f.log.Info("the provider refused the device authorization grant for this client; logging in with "+grantName(grant),
 			"grant", grant, "reason", why, "err", err)
-		if grant == GrantAuthCodeKeyboard {
-			return c.keyboardLogin(ctx, hc, p)
-		}
-		return c.authCodeLogin(ctx, hc, p)
-	case GrantAuthCodeKeyboard:
-		return c.keyboardLogin(ctx, hc, p)
-	default:
-		return c.authCodeLogin(ctx, hc, p)
 	}
+	if grant == GrantAuthCodeKeyboard {
+		return f.keyboard(ctx)
+	}
+	return f.browser(ctx)
 }
 
-// chooseGrant returns the grant to log in with and why it was chosen.
+// choose returns the grant to log in with and why it was chosen.
 // Options.GrantType other than auto is obeyed; device-code then needs the
 // provider's device_authorization_endpoint (RFC 8628 §4).
-func (c *Client) chooseGrant(p *cache.Provider) (grant, why string, err error) {
-	switch g := c.Options.GrantType; g {
+func (f *flow) choose() (grant, why string, err error) {
+	p := f.l.provider
+	switch g := f.o.GrantType; g {
 	case GrantAuthCode, GrantAuthCodeKeyboard:
 		return g, "--grant-type " + g, nil
 	case GrantDeviceCode:
 		if p.DeviceAuthorizationEndpoint == "" {
-			return "", "", fmt.Errorf("%w: --grant-type %s: the provider %s advertises no device_authorization_endpoint (RFC 8628 §4)",
-				ErrUsage, GrantDeviceCode, p.Issuer)
+			return "", "", &setupError{fmt.Errorf("%w: --grant-type %s: the provider %s advertises no device_authorization_endpoint (RFC 8628 §4)",
+				ErrUsage, GrantDeviceCode, p.Issuer)}
 		}
 		return g, "--grant-type " + g, nil
-	case "", GrantAuto:
-	default:
-		return "", "", fmt.Errorf("%w: unsupported grant type %q", ErrUsage, g)
 	}
-	ok, why := c.browserAvailable()
+	ok, why := f.browserAvailable()
 	switch {
 	case ok:
 		return GrantAuthCode, why, nil
 	case p.DeviceAuthorizationEndpoint != "":
 		return GrantDeviceCode, why + "; the provider supports the device authorization grant", nil
 	}
-	grant, how := c.fallbackGrant()
+	grant, how := f.fallback()
 	return grant, why + " and the provider has no device authorization endpoint; " + how, nil
 }
 
-// fallbackGrant is the automatic choice without a browser or the device
+// fallback is the automatic choice without a browser or the device
 // authorization grant: the keyboard login when a person can type, else the
 // browser login with its URL printed.
-func (c *Client) fallbackGrant() (grant, why string) {
-	if c.Stdin != nil {
+func (f *flow) fallback() (grant, why string) {
+	if f.stdin != nil {
 		return GrantAuthCodeKeyboard, "the code can be pasted into the terminal"
 	}
 	return GrantAuthCode, "no terminal can take a pasted code, so the login URL is printed: " +
@@ -113,25 +152,75 @@ func (c *Client) fallbackGrant() (grant, why string) {
 // opener and a display. An SSH session without --browser-command or BROWSER
 // counts as having none: a browser started there (if any) runs far from the
 // person, and the loopback redirect would not reach this machine from theirs.
-func (c *Client) browserAvailable() (bool, string) {
-	o := &c.Options
+func (f *flow) browserAvailable() (bool, string) {
+	o := f.o
 	switch {
-	case c.OpenBrowser != nil:
+	case f.opener != nil:
 		return true, "a browser opener is configured"
 	case o.BrowserCommand != "":
 		return true, "--browser-command is set"
 	case o.SkipOpenBrowser:
 		return true, "--skip-open-browser is set (the person opens the URL)"
-	case strings.TrimSpace(c.getenv("BROWSER")) != "":
+	case strings.TrimSpace(f.getenv("BROWSER")) != "":
 		return true, "BROWSER is set"
-	case c.getenv("SSH_CONNECTION") != "" || c.getenv("SSH_TTY") != "":
+	case f.getenv("SSH_CONNECTION") != "" || f.getenv("SSH_TTY") != "":
 		return false, "no browser in an SSH session (SSH_CONNECTION or SSH_TTY is set; set --browser-command or BROWSER to override)"
 	}
-	b := &Browser{Getenv: c.Getenv}
+	b := &Browser{Getenv: f.getenv}
 	if _, err := b.Argv("about:blank"); errors.Is(err, ErrNoBrowser) {
 		return false, err.Error()
 	}
 	return true, "a browser can be opened"
+}
+
+// open opens url in the person's browser.
+func (f *flow) open(ctx context.Context, url string) error {
+	if f.opener != nil {
+		return f.opener(ctx, url)
+	}
+	b := &Browser{Command: f.o.BrowserCommand, Skip: f.o.SkipOpenBrowser, Stderr: f.stderr, Getenv: f.getenv, Logger: f.log}
+	return b.Open(ctx, url)
+}
+
+// browser runs the browser login: the authorization code grant with PKCE
+// over a loopback redirect (pkce.Login), the code exchanged through the
+// login's token client.
+func (f *flow) browser(ctx context.Context) (*tokenResponse, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	var r *tokenResponse
+	pl := &pkce.Login{
+		Request:          f.l.request(),
+		RedirectURL:      f.l.redirectURL,
+		ListenAddresses:  f.l.listenAddresses,
+		ResendAuthParams: f.l.resendAuthParams,
+		OpenBrowser:      f.open,
+		Exchange: func(ctx context.Context, form url.Values) (err error) {
+			r, err = f.tc.token(ctx, f.l.provider.TokenEndpoint, form)
+			return err
+		},
+		Logger: f.log,
+	}
+	req, err := pl.Run(ctx)
+	switch {
+	case errors.Is(err, pkce.ErrConfig), errors.Is(err, pkce.ErrListen):
+		return nil, "", &setupError{fmt.Errorf("log in: %w", err)}
+	case errors.Is(err, context.DeadlineExceeded):
+		return nil, "", fmt.Errorf("log in: no answer from the browser within %s: %w", f.timeout, err)
+	case err != nil:
+		return nil, "", fmt.Errorf("log in: %w", err)
+	}
+	return r, req.Nonce, nil
+}
+
+// sleep waits d on Client.After, or until ctx is done.
+func (f *flow) sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-f.after(d):
+		return nil
+	}
 }
 
 // grantName is a grant's name for people.
@@ -144,18 +233,4 @@ func grantName(grant string) string {
 	default:
 		return "the browser"
 	}
-}
-
-func (c *Client) getenv(k string) string {
-	if c.Getenv != nil {
-		return c.Getenv(k)
-	}
-	return os.Getenv(k)
-}
-
-func (c *Client) stderr() io.Writer {
-	if c.Stderr != nil {
-		return c.Stderr
-	}
-	return os.Stderr
 }

@@ -18,7 +18,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/latchkey/latchkey/cache"
 	"github.com/latchkey/latchkey/pkce"
 	"github.com/latchkey/latchkey/plugin/idptest"
 )
@@ -408,7 +407,7 @@ func TestKeyboardLogin(t *testing.T) {
 				u.RawQuery = q.Encode()
 				return u.String()
 			},
-			wantErr: ErrStateMismatch,
+			wantErr: pkce.ErrStateMismatch,
 		},
 		{
 			name: "iss mismatch",
@@ -501,48 +500,6 @@ func TestKeyboardLoginEOF(t *testing.T) {
 	}
 }
 
-func TestParsePasted(t *testing.T) {
-	const state, iss = "st4te", "https://idp.example"
-	tests := []struct {
-		name, pasted string
-		requireIss   bool
-		want         string
-		wantErr      error
-	}{
-		{name: "bare code", pasted: "abc.DEF-123_~", want: "abc.DEF-123_~"},
-		{name: "bare code with padding", pasted: "abc==", want: "abc=="},
-		{name: "bare code although iss is required", pasted: "abc", requireIss: true, want: "abc"},
-		{name: "URL", pasted: "http://localhost/?code=c1&state=st4te", want: "c1"},
-		{name: "URL with fragment", pasted: "http://localhost/cb?code=c1&state=st4te#_=_", want: "c1"},
-		{name: "oob-style query", pasted: "code=c1&state=st4te&iss=https%3A%2F%2Fidp.example", requireIss: true, want: "c1"},
-		{name: "state missing", pasted: "http://localhost/?code=c1", wantErr: ErrStateMismatch},
-		{name: "state twice", pasted: "http://localhost/?code=c1&state=st4te&state=st4te", wantErr: ErrStateMismatch},
-		{name: "iss twice", pasted: "http://localhost/?code=c1&state=st4te&iss=" + iss + "&iss=" + iss, wantErr: pkce.ErrIssuerMismatch},
-		{name: "iss required", pasted: "http://localhost/?code=c1&state=st4te", requireIss: true, wantErr: pkce.ErrIssuerMismatch},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parsePasted(tt.pasted, state, iss, tt.requireIss)
-			if !errors.Is(err, tt.wantErr) || got != tt.want {
-				t.Errorf("parsePasted(%q) = %q, %v; want %q, %v", tt.pasted, got, err, tt.want, tt.wantErr)
-			}
-		})
-	}
-
-	_, err := parsePasted("http://localhost/?error=access_denied&error_description=no&state=st4te", state, iss, false)
-	var ae *pkce.AuthError
-	if !errors.As(err, &ae) || ae.Code != "access_denied" {
-		t.Errorf("error response: got %v, want *pkce.AuthError access_denied", err)
-	}
-	if _, err := parsePasted("two words", state, iss, false); err == nil {
-		t.Error("text with spaces was taken for a code")
-	}
-	_, err = parsePasted("http://localhost/?code=c0de&state=f0rged", state, iss, false)
-	if err == nil || strings.Contains(err.Error(), "f0rged") || strings.Contains(err.Error(), "c0de") || strings.Contains(err.Error(), state) {
-		t.Errorf("state error %q must exist and echo neither state nor code", err)
-	}
-}
-
 func TestChooseGrant(t *testing.T) {
 	env := func(kv ...string) func(string) string {
 		return func(k string) string {
@@ -581,13 +538,14 @@ func TestChooseGrant(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := &cache.Provider{Issuer: "https://idp.example"}
+			p := &Provider{Issuer: "https://idp.example"}
 			if tt.device {
 				p.DeviceAuthorizationEndpoint = p.Issuer + "/device/code"
 			}
-			got, why, err := tt.c.chooseGrant(p)
+			f := &flow{l: &login{provider: p}, o: &tt.c.Options, opener: tt.c.OpenBrowser, stdin: tt.c.Stdin, getenv: tt.c.Getenv}
+			got, why, err := f.choose()
 			if err != nil || got != tt.want {
-				t.Errorf("chooseGrant = %q (%s), %v; want %q", got, why, err, tt.want)
+				t.Errorf("choose = %q (%s), %v; want %q", got, why, err, tt.want)
 			}
 		})
 	}

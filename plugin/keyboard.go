@@ -3,20 +3,10 @@ package plugin
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
-	"slices"
 	"strings"
-
-	"golang.org/x/oauth2"
-
-	"github.com/latchkey/latchkey/cache"
-	"github.com/latchkey/latchkey/pkce"
 )
 
 // DefaultKeyboardRedirectURL is the redirect_uri of --grant-type
@@ -33,82 +23,60 @@ const DefaultKeyboardRedirectURL = "http://localhost"
 // when no input is available (Client.Stdin is nil).
 var ErrNoTerminal = errors.New("no terminal to read from")
 
-// ErrStateMismatch reports a pasted authorization response whose state is
-// not the one this login sent (RFC 6749 §10.12, RFC 9700 §4.7.1).
-var ErrStateMismatch = errors.New("authorization response state mismatch")
-
 // maxPastedBytes caps one pasted line.
 const maxPastedBytes = 64 << 10
 
-// keyboardLogin runs the authorization code grant with PKCE (RFC 6749 §4.1,
+// keyboard runs the authorization code grant with PKCE (RFC 6749 §4.1,
 // RFC 7636) for a machine that cannot run a browser or receive the
 // redirect: it prints the authorization URL, reads from Stdin the code or the
-// whole URL the browser was redirected to (checking its state and, per
-// RFC 9207, its iss), and redeems the code with the code_verifier. A bare
-// code carries neither state nor iss; PKCE still binds it to this login.
-func (c *Client) keyboardLogin(ctx context.Context, hc *http.Client, p *cache.Provider) (*cache.Entry, error) {
-	if c.Stdin == nil {
-		return nil, fmt.Errorf("log in: --grant-type %s needs a terminal to paste the code into: %w "+
+// whole URL the browser was redirected to (pkce.Request.Pasted checks its
+// state and iss), and redeems the code with the code_verifier.
+func (f *flow) keyboard(ctx context.Context) (*tokenResponse, string, error) {
+	if f.stdin == nil {
+		return nil, "", &setupError{fmt.Errorf("log in: --grant-type %s needs a terminal to paste the code into: %w "+
 			"(set interactiveMode: IfAvailable in the kubeconfig's exec section and run kubectl in a terminal, "+
-			"or use --grant-type device-code)", GrantAuthCodeKeyboard, ErrNoTerminal)
+			"or use --grant-type device-code)", GrantAuthCodeKeyboard, ErrNoTerminal)}
 	}
-	o := &c.Options
-	// Options.Validate has checked AuthParams with pkce.Validate.
-	ctx, cancel := context.WithTimeout(ctx, c.authTimeout())
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-
-	cfg := c.oauth2Config(p)
-	cfg.RedirectURL = o.RedirectURL
-	if cfg.RedirectURL == "" {
-		cfg.RedirectURL = DefaultKeyboardRedirectURL
+	req := f.l.request().Begin()
+	req.RedirectURI = f.l.redirectURL
+	if req.RedirectURI == "" {
+		req.RedirectURI = DefaultKeyboardRedirectURL
 	}
-	verifier, state, nonce := pkce.NewVerifier(), rand.Text(), rand.Text()
-	opts := make([]oauth2.AuthCodeOption, 0, len(o.AuthParams)+3)
-	for _, k := range sortedKeys(o.AuthParams) {
-		opts = append(opts, oauth2.SetAuthURLParam(k, o.AuthParams[k]))
-	}
-	opts = append(opts,
-		oauth2.SetAuthURLParam("nonce", nonce),
-		oauth2.SetAuthURLParam("code_challenge", pkce.Challenge(verifier)),
-		oauth2.SetAuthURLParam("code_challenge_method", "S256"))
-	authURL := cfg.AuthCodeURL(state, opts...)
-
-	w := c.stderr()
-	fmt.Fprintf(w, "latchkey: open this URL in a browser on any device to log in:\n\n    %s\n\n", authURL)
+	w := f.stderr
+	fmt.Fprintf(w, "latchkey: open this URL in a browser on any device to log in:\n\n    %s\n\n", req.URL())
 	fmt.Fprintf(w, "After the login the browser goes to %s, which may fail to load: that is expected.\n"+
-		"Copy the whole URL from its address bar (or the code the page shows) and paste it here.\n", cfg.RedirectURL)
-	code, err := c.readCode(ctx, w, p, state)
+		"Copy the whole URL from its address bar (or the code the page shows) and paste it here.\n", req.RedirectURI)
+	pasted, err := f.readLine(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("log in: %w", err)
+		return nil, "", fmt.Errorf("log in: %w", err)
 	}
-	form := url.Values{
-		"grant_type":    {"authorization_code"},
-		"code":          {code},
-		"redirect_uri":  {cfg.RedirectURL},
-		"code_verifier": {verifier},
-	}
-	r, err := postToken(ctx, hc, cfg, form, c.now())
+	code, err := req.Pasted(pasted)
 	if err != nil {
-		return nil, fmt.Errorf("log in: exchange the authorization code: %w", err)
+		return nil, "", fmt.Errorf("log in: %w", err)
 	}
-	return c.entry(ctx, hc, p, r, nonce, nil)
+	r, err := f.tc.token(ctx, f.l.provider.TokenEndpoint, req.TokenForm(code, f.l.resendAuthParams))
+	if err != nil {
+		return nil, "", fmt.Errorf("log in: exchange the authorization code: %w", err)
+	}
+	return r, req.Nonce, nil
 }
 
-// readCode prompts on w and reads lines from Stdin until one is not blank,
-// then returns the authorization code it holds (see parsePasted). The read
-// goes on in its own goroutine, which outlives a ctx that ends first: a
-// blocked read of a terminal cannot be cancelled.
-func (c *Client) readCode(ctx context.Context, w io.Writer, p *cache.Provider, state string) (string, error) {
+// readLine prompts on stderr and reads lines from Stdin until one is not
+// blank. The read goes on in its own goroutine, which outlives a ctx that
+// ends first: a blocked read of a terminal cannot be cancelled.
+func (f *flow) readLine(ctx context.Context) (string, error) {
 	type line struct {
 		s   string
 		err error
 	}
 	lines := make(chan line)
 	go func() {
-		sc := bufio.NewScanner(c.Stdin)
+		sc := bufio.NewScanner(f.stdin)
 		sc.Buffer(make([]byte, 0, 4096), maxPastedBytes)
 		for {
-			fmt.Fprint(w, "latchkey: code or URL: ")
+			fmt.Fprint(f.stderr, "latchkey: code or URL: ")
 			var l line
 			switch {
 			case sc.Scan():
@@ -131,74 +99,10 @@ func (c *Client) readCode(ctx context.Context, w io.Writer, p *cache.Provider, s
 	select {
 	case <-ctx.Done():
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return "", fmt.Errorf("no code pasted within %s: %w", c.authTimeout(), ctx.Err())
+			return "", fmt.Errorf("no code pasted within %s: %w", f.timeout, ctx.Err())
 		}
 		return "", ctx.Err()
 	case l := <-lines:
-		if l.err != nil {
-			return "", l.err
-		}
-		return parsePasted(l.s, state, p.Issuer, p.IssParameterSupported)
+		return l.s, l.err
 	}
-}
-
-// parsePasted returns the authorization code in what the person pasted:
-// either the code itself, or the authorization response (RFC 6749 §4.1.2) as
-// the redirect URL or its query string. A response must carry the login's
-// state; its iss, if present, must equal issuer, and must be present when
-// requireIss (RFC 9207 §2.4, §3); an error response becomes a
-// *pkce.AuthError. It is a pure function.
-func parsePasted(pasted, state, issuer string, requireIss bool) (string, error) {
-	s := strings.TrimSpace(pasted)
-	if s == "" {
-		return "", errors.New("nothing was pasted")
-	}
-	query, isResponse := s, false
-	if i := strings.IndexByte(s, '?'); i >= 0 {
-		query, isResponse = s[i+1:], true
-		if j := strings.IndexByte(query, '#'); j >= 0 {
-			query = query[:j]
-		}
-	}
-	q, err := url.ParseQuery(query)
-	if !isResponse && (err != nil || (!q.Has("code") && !q.Has("state") && !q.Has("error"))) {
-		if strings.ContainsAny(s, " \t") {
-			return "", errors.New("the pasted text is neither a code nor a redirect URL")
-		}
-		return s, nil // a bare code
-	}
-	if err != nil {
-		return "", errors.New("the pasted URL has a malformed query")
-	}
-	if got := q["state"]; len(got) != 1 || subtle.ConstantTimeCompare([]byte(got[0]), []byte(state)) != 1 {
-		return "", fmt.Errorf("%w: the pasted URL is not the answer to this login (wrong or missing state)", ErrStateMismatch)
-	}
-	if iss, ok := q["iss"]; ok {
-		if len(iss) != 1 {
-			return "", fmt.Errorf("%w: iss appears %d times", pkce.ErrIssuerMismatch, len(iss))
-		}
-		if iss[0] != issuer {
-			return "", fmt.Errorf("%w: got %q, want %q", pkce.ErrIssuerMismatch, iss[0], issuer)
-		}
-	} else if requireIss {
-		return "", fmt.Errorf("%w: iss is missing but the provider advertises it (RFC 9207 §3)", pkce.ErrIssuerMismatch)
-	}
-	if e := q.Get("error"); e != "" {
-		return "", &pkce.AuthError{Code: e, Description: q.Get("error_description"), URI: q.Get("error_uri")}
-	}
-	code := q.Get("code")
-	if code == "" {
-		return "", errors.New("the pasted URL has neither code nor error")
-	}
-	return code, nil
-}
-
-// sortedKeys returns m's keys in order.
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"net/url"
 
-	"golang.org/x/oauth2"
-
 	"github.com/latchkey/latchkey/cache"
 )
 
@@ -19,8 +17,10 @@ var ErrNoEntry = errors.New("not logged in")
 // (Dex, for one): its tokens stay valid until they expire.
 var ErrNoRevocation = errors.New("the provider has no revocation endpoint; its tokens stay valid until they expire")
 
-// Logout describes what Client.Logout did.
+// Logout describes what a logout did.
 type Logout struct {
+	// Login names the login, for messages (Options.Describe).
+	Login string
 	// Path is the cache entry removed.
 	Path string
 	// Revoked lists the token types revoked at the provider.
@@ -33,74 +33,115 @@ type Logout struct {
 // Logout revokes the cached refresh and access tokens at the provider's
 // revocation endpoint (RFC 7009 §2) when it advertises one, then deletes the
 // cache entry and its lock. A failed revocation does not keep the entry: the
-// person asked to be logged out on this machine.
+// person asked to be logged out on this machine. Revocation uses the
+// metadata stored with the entry, whatever its age, and goes only to the
+// issuer that minted the tokens.
 func (c *Client) Logout(ctx context.Context) (*Logout, error) {
-	o := &c.Options
-	store := c.cache()
-	if store == nil {
+	k, err := c.call()
+	if err != nil {
+		return nil, err
+	}
+	if k.store == nil {
 		return nil, fmt.Errorf("%w: nothing is cached with --token-cache-storage=none", ErrNoEntry)
 	}
-	id := o.Key().ID()
-	lock, err := c.lock(ctx, store, id)
+	lock, err := k.lock(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer lock.Unlock()
-	res := &Logout{Path: store.Path(id)}
-	e, err := store.Load(id)
+	res := &Logout{Login: k.src.describe(), Path: k.store.Path(k.id)}
+	e, err := k.store.Load(k.id)
 	switch {
 	case errors.Is(err, cache.ErrNotFound):
-		return nil, fmt.Errorf("%w: no cache entry for %s", ErrNoEntry, o.Describe())
+		return nil, fmt.Errorf("%w: no cache entry for %s", ErrNoEntry, res.Login)
 	case err != nil:
 		res.RevokeErr = err
 	default:
-		res.Revoked, res.RevokeErr = c.revokeAll(ctx, e)
+		res.Revoked, res.RevokeErr = k.revoke(ctx, e)
 	}
-	if err := store.Delete(id); err != nil {
+	if err := k.store.Delete(k.id); err != nil {
 		return res, err
 	}
 	return res, nil
 }
 
-// revokeAll revokes e's refresh token, then its access token.
-func (c *Client) revokeAll(ctx context.Context, e *cache.Entry) ([]string, error) {
-	hc, err := c.httpClient()
+// LogoutAll logs out of every login in the cache directory of c.Options
+// (see Logout), each with the client and metadata stored with it; an entry
+// that cannot be read is removed without revocation. It stops at the first
+// entry it cannot remove.
+func (c *Client) LogoutAll(ctx context.Context) ([]Logout, error) {
+	store := cache.Open(c.Options.CacheDir)
+	ids, err := store.List()
 	if err != nil {
 		return nil, err
 	}
-	p := c.cachedProvider(e) // Flyte: see flyte.go
-	if p == nil || p.RevocationEndpoint == "" {
-		if p, err = c.provider(ctx, hc); err != nil {
-			return nil, err
+	var out []Logout
+	for _, id := range ids {
+		e, err := store.Load(id)
+		if err != nil || e.Key == nil {
+			if err == nil {
+				err = errors.New("the entry does not say which login it is")
+			}
+			if err := store.Delete(id); err != nil {
+				return out, err
+			}
+			out = append(out, Logout{Path: store.Path(id), RevokeErr: fmt.Errorf("unreadable entry, nothing revoked: %w", err)})
+			continue
 		}
+		one := *c
+		one.Options.FromKey(*e.Key)
+		one.Options.Storage = ""
+		if e.Secrets == cache.SecretsInKeyring {
+			one.Options.Storage = "keyring"
+		}
+		res, err := one.Logout(ctx)
+		switch {
+		case errors.Is(err, ErrNoEntry):
+			continue
+		case err != nil:
+			return out, err
+		}
+		out = append(out, *res)
 	}
-	c = c.with(p)
+	return out, nil
+}
+
+// revoke revokes e's refresh token, then its access token, with the
+// metadata stored with e (discovered again only if there are none).
+func (k *call) revoke(ctx context.Context, e *cache.Entry) ([]string, error) {
+	hc, err := k.httpClient()
+	if err != nil {
+		return nil, err
+	}
+	l, err := k.resolve(ctx, hc, k.storedProvider(e, true))
+	if err != nil {
+		return nil, err
+	}
+	p := l.provider
+	if minted := mintedBy(e); minted != "" && minted != p.Issuer {
+		return nil, fmt.Errorf("the provider's metadata now names issuer %q, not %q which minted the tokens; they were not sent there", p.Issuer, minted)
+	}
 	if p.RevocationEndpoint == "" {
 		return nil, ErrNoRevocation
 	}
+	tc := l.client(hc, k.now)
 	var done []string
 	for _, t := range []struct{ hint, token string }{{"refresh_token", e.RefreshToken}, {"access_token", e.AccessToken}} {
 		if t.token == "" {
 			continue
 		}
-		if err := c.revoke(ctx, hc, p.RevocationEndpoint, t.token, t.hint); err != nil {
-			return done, err
+		resp, body, err := tc.post(ctx, p.RevocationEndpoint, url.Values{"token": {t.token}, "token_type_hint": {t.hint}})
+		switch {
+		case err != nil:
+			return done, fmt.Errorf("revoke %s: %w", t.hint, err)
+		case resp.StatusCode != http.StatusOK:
+			// RFC 7009 §2.2: 200 also for tokens the server does not know.
+			if re := errorResponse(resp, body); re != nil {
+				return done, fmt.Errorf("revoke %s: %s from %s: %s", t.hint, resp.Status, p.RevocationEndpoint, re.ErrorCode)
+			}
+			return done, fmt.Errorf("revoke %s: %s from %s", t.hint, resp.Status, p.RevocationEndpoint)
 		}
 		done = append(done, t.hint)
 	}
 	return done, nil
-}
-
-// revoke sends one revocation request (RFC 7009 §2.1). The server answers
-// 200 for tokens it does not know, too (§2.2).
-func (c *Client) revoke(ctx context.Context, hc *http.Client, endpoint, token, hint string) error {
-	cfg := &oauth2.Config{ClientID: c.Options.ClientID, ClientSecret: c.Options.ClientSecret}
-	resp, _, err := postForm(ctx, hc, cfg, endpoint, url.Values{"token": {token}, "token_type_hint": {hint}})
-	if err != nil {
-		return fmt.Errorf("revoke %s: %w", hint, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("revoke %s: %s from %s", hint, resp.Status, endpoint)
-	}
-	return nil
 }

@@ -4,10 +4,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -86,70 +84,15 @@ const DefaultAuthTimeout = 180 * time.Second
 // DefaultLoginCooldown is the --login-cooldown-sec default.
 const DefaultLoginCooldown = 60 * time.Second
 
-// RegisterFlags defines the get-token flags on fs, storing into o. It sets
-// the flags' defaults in o.
+// RegisterFlags defines the flags of the commands that log in (get-token,
+// token, setup) on fs, storing into o: RegisterProviderFlags' and those
+// that say how to log in. It sets the flags' defaults in o.
 func (o *Options) RegisterFlags(fs *flag.FlagSet) {
+	o.RegisterProviderFlags(fs)
 	o.LoginCooldown = DefaultLoginCooldown
-	fs.StringVar(&o.IssuerURL, "oidc-issuer-url", "", "issuer URL of the OpenID Connect provider (required)")
-	fs.StringVar(&o.ClientID, "oidc-client-id", "", "OAuth client ID (required)")
-	fs.StringVar(&o.ClientSecret, "oidc-client-secret", "", "OAuth client secret, for confidential clients")
-	fs.Func("oidc-extra-scope", "scopes to request besides openid (repeatable, comma-separated)", func(s string) error {
-		for v := range strings.SplitSeq(s, ",") {
-			if v = strings.TrimSpace(v); v != "" {
-				o.ExtraScopes = append(o.ExtraScopes, v)
-			}
-		}
-		return nil
-	})
 	fs.StringVar(&o.RedirectURL, "oidc-redirect-url", "", "redirect URI registered at the provider (default http://127.0.0.1:<random port>/callback)")
 	fs.Func("listen-address", "loopback address for the redirect listener, tried in order (repeatable)", func(s string) error {
 		o.ListenAddresses = append(o.ListenAddresses, s)
-		return nil
-	})
-	fs.Func("oidc-auth-request-extra-params", "extra authorization request parameter key=value (repeatable)", func(s string) error {
-		k, v, ok := strings.Cut(s, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("want key=value, got %q", s)
-		}
-		if o.AuthParams == nil {
-			o.AuthParams = make(map[string]string)
-		}
-		o.AuthParams[k] = v
-		return nil
-	})
-	fs.BoolVar(&o.UseAccessToken, "oidc-use-access-token", false, "output the access token instead of the ID token")
-	fs.Func("certificate-authority", "PEM file of CA certificates for the provider (repeatable)", func(s string) error {
-		o.CAFiles = append(o.CAFiles, s)
-		return nil
-	})
-	fs.Func("certificate-authority-data", "base64 PEM of CA certificates for the provider (repeatable)", func(s string) error {
-		o.CAData = append(o.CAData, s)
-		return nil
-	})
-	fs.BoolVar(&o.InsecureSkipTLSVerify, "insecure-skip-tls-verify", false, "do not verify the provider's TLS certificate (insecure)")
-	fs.Func("token-cache-dir", "token cache directory (default $XDG_CACHE_HOME/latchkey; a leading ~/ is your home)", func(s string) error {
-		if rest, ok := strings.CutPrefix(s, "~/"); ok {
-			home, err := os.UserHomeDir()
-			if err != nil {
-				return err
-			}
-			s = filepath.Join(home, rest)
-		}
-		o.CacheDir = s
-		return nil
-	})
-	fs.Func("token-cache-storage", "token storage: disk, keyring (the OS keychain; lock files stay on disk) or none (default disk)", func(s string) error {
-		switch s {
-		case "disk", "keyring", "none":
-			o.Storage = s
-			return nil
-		}
-		return fmt.Errorf("unsupported storage %q (want disk, keyring or none)", s)
-	})
-	// Flyte (see flyte.go).
-	fs.Func("flyte-endpoint", "Flyte deployment URL to discover the login from (client id, redirect URI, scopes); implies --oidc-use-access-token", func(s string) error {
-		o.FlyteEndpoint = normalizeFlyteEndpoint(s)
-		o.UseAccessToken = true
 		return nil
 	})
 	fs.Var(optionalBool{&o.ResendAuthParams}, "resend-auth-params", "resend the authorization request's parameters with the code exchange (default true with --flyte-endpoint)")
@@ -187,7 +130,76 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 		}
 		return nil
 	})
+}
+
+// RegisterProviderFlags defines the flags that name a login and how to
+// reach its provider, the cache flags and -v on fs, storing into o: what
+// logout needs besides the login itself.
+func (o *Options) RegisterProviderFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.IssuerURL, "oidc-issuer-url", "", "issuer URL of the OpenID Connect provider (required)")
+	fs.StringVar(&o.ClientID, "oidc-client-id", "", "OAuth client ID (required)")
+	fs.StringVar(&o.ClientSecret, "oidc-client-secret", "", "OAuth client secret, for confidential clients")
+	fs.Func("oidc-extra-scope", "scopes to request besides openid (repeatable, comma-separated)", func(s string) error {
+		for v := range strings.SplitSeq(s, ",") {
+			if v = strings.TrimSpace(v); v != "" {
+				o.ExtraScopes = append(o.ExtraScopes, v)
+			}
+		}
+		return nil
+	})
+	fs.Func("oidc-auth-request-extra-params", "extra authorization request parameter key=value (repeatable)", func(s string) error {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("want key=value, got %q", s)
+		}
+		if o.AuthParams == nil {
+			o.AuthParams = make(map[string]string)
+		}
+		o.AuthParams[k] = v
+		return nil
+	})
+	fs.BoolVar(&o.UseAccessToken, "oidc-use-access-token", false, "output the access token instead of the ID token")
+	fs.Func("certificate-authority", "PEM file of CA certificates for the provider (repeatable)", func(s string) error {
+		o.CAFiles = append(o.CAFiles, s)
+		return nil
+	})
+	fs.Func("certificate-authority-data", "base64 PEM of CA certificates for the provider (repeatable)", func(s string) error {
+		o.CAData = append(o.CAData, s)
+		return nil
+	})
+	fs.BoolVar(&o.InsecureSkipTLSVerify, "insecure-skip-tls-verify", false, "do not verify the provider's TLS certificate (insecure)")
+	// Flyte (see flyte.go).
+	fs.Func("flyte-endpoint", "Flyte deployment URL to discover the login from (client id, redirect URI, scopes); implies --oidc-use-access-token", func(s string) error {
+		o.FlyteEndpoint = normalizeFlyteEndpoint(s)
+		o.UseAccessToken = true
+		return nil
+	})
+	o.RegisterCacheFlags(fs)
+	fs.Func("token-cache-storage", "token storage: disk, keyring (the OS keychain; lock files stay on disk) or none (default disk)", func(s string) error {
+		switch s {
+		case "disk", "keyring", "none":
+			o.Storage = s
+			return nil
+		}
+		return fmt.Errorf("unsupported storage %q (want disk, keyring or none)", s)
+	})
 	fs.Var(verbosity{&o.Verbose}, "v", "debug logs on stderr (-v or --v=N)")
+}
+
+// RegisterCacheFlags defines --token-cache-dir on fs, storing into
+// o.CacheDir: what the commands that only read the cache (status) need.
+func (o *Options) RegisterCacheFlags(fs *flag.FlagSet) {
+	fs.Func("token-cache-dir", "token cache directory (default $XDG_CACHE_HOME/latchkey; a leading ~/ is your home)", func(s string) error {
+		if rest, ok := strings.CutPrefix(s, "~/"); ok {
+			home, err := os.UserHomeDir()
+			if err != nil {
+				return err
+			}
+			s = filepath.Join(home, rest)
+		}
+		o.CacheDir = s
+		return nil
+	})
 }
 
 // verbosity accepts -v and kubelogin's klog-style --v=N.
@@ -217,19 +229,8 @@ func (v verbosity) IsBoolFlag() bool { return true }
 
 // Validate reports missing or malformed options with ErrUsage.
 func (o *Options) Validate() error {
-	switch {
-	case o.FlyteEndpoint != "":
-		if err := o.validateFlyte(); err != nil {
-			return err
-		}
-	case o.IssuerURL == "":
-		return fmt.Errorf("%w: --oidc-issuer-url is required (or --flyte-endpoint)", ErrUsage)
-	}
-	if u, err := url.Parse(o.IssuerURL); o.IssuerURL != "" && (err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http")) {
-		return fmt.Errorf("%w: --oidc-issuer-url %q is not an http(s) URL", ErrUsage, o.IssuerURL)
-	}
-	if o.ClientID == "" && o.FlyteEndpoint == "" {
-		return fmt.Errorf("%w: --oidc-client-id is required", ErrUsage)
+	if err := o.source().validate(); err != nil {
+		return err
 	}
 	if o.RedirectURL != "" && len(o.ListenAddresses) > 0 {
 		return fmt.Errorf("%w: --oidc-redirect-url and --listen-address are exclusive (the redirect URL names the address)", ErrUsage)
@@ -263,65 +264,16 @@ func checkGrantType(s string) error {
 	return fmt.Errorf("unsupported grant type %q (want auto, authcode, authcode-keyboard or device-code)", s)
 }
 
-// Scopes returns the scopes to request: openid first, then the extra scopes
-// in order, without duplicates. A Flyte login requests only the extra scopes
-// (those the deployment advertises, unless set): Flyte's authorization server
-// knows no openid scope.
-func (o *Options) Scopes() []string {
-	var s []string
-	if o.FlyteEndpoint == "" {
-		s = append(s, "openid")
-	}
-	for _, v := range o.ExtraScopes {
-		if !slices.Contains(s, v) {
-			s = append(s, v)
-		}
-	}
-	return s
-}
-
-// Key returns the cache key of the token these options produce.
+// Key returns the cache key of the token these options produce. It needs no
+// network: a Flyte login's key is made of the endpoint and the flags.
 func (o *Options) Key() cache.Key {
-	if o.FlyteEndpoint != "" {
-		return o.flyteKey()
-	}
-	return cache.Key{
-		Issuer:         o.IssuerURL,
-		ClientID:       o.ClientID,
-		Scopes:         o.Scopes(),
-		ExtraParams:    o.AuthParams,
-		UseAccessToken: o.UseAccessToken,
-	}
-}
-
-// FromKey sets the options that make up a cache key from k, so that o.Key()
-// returns k again (`latchkey logout --all` rebuilds each login's options from
-// its entry this way).
-func (o *Options) FromKey(k cache.Key) {
-	o.IssuerURL, o.FlyteEndpoint = k.Issuer, ""
-	if ep, ok := strings.CutPrefix(k.Issuer, flyteKeyPrefix); ok {
-		o.IssuerURL, o.FlyteEndpoint = "", ep
-	}
-	o.ClientID, o.AuthParams, o.UseAccessToken = k.ClientID, k.ExtraParams, k.UseAccessToken
-	o.ExtraScopes = nil
-	for _, s := range k.Scopes {
-		if s != "openid" || o.FlyteEndpoint != "" {
-			o.ExtraScopes = append(o.ExtraScopes, s)
-		}
-	}
+	return o.source().key()
 }
 
 // Describe names the login the options are for, for messages: the issuer
 // (or Flyte endpoint) and the client id; never a secret.
 func (o *Options) Describe() string {
-	who := o.IssuerURL
-	if o.FlyteEndpoint != "" {
-		who = "Flyte " + o.FlyteEndpoint
-	}
-	if o.ClientID != "" {
-		who += ", client " + o.ClientID
-	}
-	return who
+	return o.source().describe()
 }
 
 // optionalBool is a boolean flag whose absence is told apart from false.

@@ -16,10 +16,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	"github.com/go-jose/go-jose/v4"
-
-	"github.com/latchkey/latchkey/cache"
 )
 
 // ErrDiscovery reports an OpenID Provider whose metadata cannot be used.
@@ -31,6 +27,39 @@ const maxMetadataBytes = 1 << 20
 // providerLifetime is how long discovered metadata and keys are reused
 // before they are fetched again.
 const providerLifetime = 24 * time.Hour
+
+// Provider is what latchkey knows of an authorization server: its metadata
+// (OpenID Connect Discovery 1.0 §3, RFC 8414 §2, RFC 9207 §3), its JSON Web
+// Key Set (RFC 7517 §5) once fetched, and, for a Flyte deployment, the
+// client configuration it advertises. It is kept with the tokens (as
+// cache.Entry.Provider) so that a refresh needs one request.
+type Provider struct {
+	// Issuer is the issuer identifier the metadata was validated against.
+	Issuer string `json:"issuer"`
+	// AuthorizationEndpoint is the authorization endpoint (RFC 6749 §3.1).
+	AuthorizationEndpoint string `json:"authorization_endpoint,omitempty"`
+	// TokenEndpoint is the token endpoint (RFC 6749 §3.2).
+	TokenEndpoint string `json:"token_endpoint,omitempty"`
+	// JWKSURI is where JWKS is fetched from.
+	JWKSURI string `json:"jwks_uri,omitempty"`
+	// DeviceAuthorizationEndpoint is the device authorization endpoint
+	// (RFC 8628 §4).
+	DeviceAuthorizationEndpoint string `json:"device_authorization_endpoint,omitempty"`
+	// RevocationEndpoint is the token revocation endpoint (RFC 7009 §2).
+	RevocationEndpoint string `json:"revocation_endpoint,omitempty"`
+	// IssParameterSupported means authorization responses carry iss
+	// (RFC 9207 §3).
+	IssParameterSupported bool `json:"authorization_response_iss_parameter_supported,omitempty"`
+	// SigningAlgs are the ID token signing algorithms the provider supports.
+	SigningAlgs []string `json:"id_token_signing_alg_values_supported,omitempty"`
+	// JWKS is the JSON Web Key Set document as fetched.
+	JWKS json.RawMessage `json:"jwks,omitempty"`
+	// FetchedAt is when the metadata (and then JWKS) were fetched.
+	FetchedAt time.Time `json:"fetched_at,omitzero"`
+	// Flyte is the client configuration a Flyte deployment advertised, for
+	// providers discovered through one (flyte.go); nil otherwise.
+	Flyte *FlyteClient `json:"client_config,omitempty"`
+}
 
 // requestTimeout bounds every single HTTP request to the provider.
 const requestTimeout = 30 * time.Second
@@ -94,9 +123,9 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 // discover fetches the OpenID Provider metadata of issuer (OpenID Connect
 // Discovery 1.0 §4) and checks that the metadata names the
 // same issuer (§4.3), which defends against mix-up (RFC 9700 §4.4).
-func discover(ctx context.Context, hc *http.Client, issuer string, now time.Time) (*cache.Provider, error) {
+func discover(ctx context.Context, hc *http.Client, issuer string, now time.Time) (*Provider, error) {
 	u := strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
-	var p cache.Provider
+	var p Provider
 	if err := getJSON(ctx, hc, u, &p); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrDiscovery, err)
 	}
@@ -113,20 +142,6 @@ func discover(ctx context.Context, hc *http.Client, issuer string, now time.Time
 	// browser has opened, not before.
 	p.FetchedAt = now
 	return &p, nil
-}
-
-// fetchJWKS returns the raw JSON Web Key Set (RFC 7517 §5) at u after
-// checking that it parses.
-func fetchJWKS(ctx context.Context, hc *http.Client, u string) (json.RawMessage, error) {
-	var raw json.RawMessage
-	if err := getJSON(ctx, hc, u, &raw); err != nil {
-		return nil, fmt.Errorf("%w: keys: %w", ErrDiscovery, err)
-	}
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(raw, &set); err != nil {
-		return nil, fmt.Errorf("%w: keys at %s: %v", ErrDiscovery, u, err)
-	}
-	return raw, nil
 }
 
 // getJSON GETs u and decodes a JSON body into v.
@@ -160,69 +175,11 @@ func getJSON(ctx context.Context, hc *http.Client, u string, v any) error {
 	return nil
 }
 
-// keySet verifies JWS signatures with the provider's cached JWKS, fetching
-// the JWKS again once when no cached key verifies (the provider rotated its
-// keys). It implements oidc.KeySet.
-type keySet struct {
-	hc  *http.Client
-	p   *cache.Provider // updated with refetched keys, saved with the entry
-	now time.Time
-}
-
-func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
-	jws, err := jose.ParseSignedCompact(jwt, signingAlgs)
-	if err != nil {
-		return nil, fmt.Errorf("parse ID token: %v", err)
-	}
-	if payload, err := verifyWith(jws, k.p.JWKS); err == nil {
-		return payload, nil
-	}
-	raw, err := fetchJWKS(ctx, k.hc, k.p.JWKSURI)
-	if err != nil {
-		return nil, err
-	}
-	k.p.JWKS, k.p.FetchedAt = raw, k.now
-	return verifyWith(jws, raw)
-}
-
-// signingAlgs are the JWS algorithms latchkey accepts for ID tokens; "none"
-// and HMAC are not among them.
-var signingAlgs = []jose.SignatureAlgorithm{
-	jose.RS256, jose.RS384, jose.RS512, jose.PS256, jose.PS384, jose.PS512,
-	jose.ES256, jose.ES384, jose.ES512, jose.EdDSA,
-}
-
-func verifyWith(jws *jose.JSONWebSignature, raw json.RawMessage) ([]byte, error) {
-	if len(raw) == 0 {
-		return nil, errors.New("no keys")
-	}
-	var set jose.JSONWebKeySet
-	if err := json.Unmarshal(raw, &set); err != nil {
-		return nil, fmt.Errorf("decode keys: %v", err)
-	}
-	kid := ""
-	if len(jws.Signatures) > 0 {
-		kid = jws.Signatures[0].Header.KeyID
-	}
-	for _, key := range set.Keys {
-		if key.Use != "" && key.Use != "sig" {
-			continue
-		}
-		if kid != "" && key.KeyID != kid {
-			continue
-		}
-		if payload, err := jws.Verify(key.Key); err == nil {
-			return payload, nil
-		}
-	}
-	return nil, errors.New("no provider key verifies the ID token signature")
-}
-
 // checkEndpoints requires https for the endpoints that receive or hand out
 // secrets when the issuer itself is https (RFC 8414 §2, RFC 6749 §3.2): an
 // attacker who can rewrite metadata must not downgrade them. Loopback
 // endpoints are exempt, for tests and local providers.
-func checkEndpoints(issuer string, p *cache.Provider) error {
+func checkEndpoints(issuer string, p *Provider) error {
 	if !strings.HasPrefix(issuer, "https://") {
 		return nil
 	}

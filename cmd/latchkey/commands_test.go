@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/latchkey/latchkey/cache"
+	"github.com/latchkey/latchkey/plugin"
 	"github.com/latchkey/latchkey/plugin/idptest"
 )
 
@@ -96,7 +97,7 @@ func TestStatusCommand(t *testing.T) {
 		}
 	}
 	r = e.run("", "status", "--json", "--token-cache-dir="+e.dir)
-	var st []status
+	var st []plugin.Status
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, r.stdout)
 	}
@@ -153,6 +154,7 @@ func TestLogoutCommand(t *testing.T) {
 }
 
 func TestSetupWritesKubeconfig(t *testing.T) {
+	needKubectl(t)
 	e := newEnv(t, idptest.Config{})
 	kc := filepath.Join(t.TempDir(), "config")
 	orig := `# my clusters
@@ -183,11 +185,8 @@ current-context: ""
 		}
 	}
 	out, _ := os.ReadFile(kc)
-	for _, want := range []string{"# my clusters", "# the real one", "static-admin-token"} {
-		if !strings.Contains(string(out), want) {
-			t.Errorf("kubeconfig lost %q:\n%s", want, out)
-		}
-	}
+	// kubectl writes the file (and drops its comments); the .bak keeps it
+	// as it was.
 	if bak, _ := os.ReadFile(kc + ".bak"); string(bak) != orig {
 		t.Errorf("backup = %q, want the original", bak)
 	}
@@ -207,15 +206,15 @@ current-context: ""
 	if !slices.Equal(u.Exec.Args, wantArgs) {
 		t.Errorf("args = %q, want %q (setup's own flags and -v dropped)", u.Exec.Args, wantArgs)
 	}
-	if cfg.AuthInfos["admin"] == nil || cfg.AuthInfos["admin"].Token != "static-admin-token" {
-		t.Error("the other user was lost")
+	if cfg.AuthInfos["admin"] == nil || cfg.AuthInfos["admin"].Token != "static-admin-token" || cfg.Clusters["prod"] == nil {
+		t.Error("the other user or the cluster was lost")
 	}
 	// Running it again replaces the user rather than adding another.
 	if r := e.run("", args...); r.code != 0 {
 		t.Fatal(r.stderr)
 	}
 	again, _ := os.ReadFile(kc)
-	if strings.Count(string(again), `name: "oidc"`) != 1 {
+	if strings.Count(string(again), "name: oidc") != 1 {
 		t.Errorf("second setup duplicated the user:\n%s", again)
 	}
 	if got := e.browsersOpened(); got != 1 {

@@ -43,7 +43,7 @@ func commandFlags() map[string][]string {
 		fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
 		cmd.flags(&cli{}, fs)
 		var names []string
-		fs.VisitAll(func(f *flag.Flag) { names = append(names, "--"+f.Name) })
+		listedFlags(fs).VisitAll(func(f *flag.Flag) { names = append(names, "--"+f.Name) })
 		out[cmd.name] = names
 	}
 	return out

@@ -48,11 +48,11 @@ Example kubeconfig user:
 			defer stop()
 			// KUBERNETES_EXEC_INFO says whether stdin is the person's; run
 			// by hand (no exec info), it is when it is a terminal.
-			interactive := req.Spec.Interactive
+			stdinHandedOver := req.Spec.Interactive
 			if c.getenv(plugin.ExecInfoEnv) == "" {
-				interactive = isTerminal(c.stdin)
+				stdinHandedOver = isTerminal(c.stdin)
 			}
-			tok, err := c.token(ctx, o, interactive)
+			tok, err := c.token(ctx, c.client(o, stdinHandedOver))
 			if err != nil {
 				return c.fail(err)
 			}
@@ -64,10 +64,9 @@ Example kubeconfig user:
 	},
 }
 
-// token gets a token for o, warning first about insecure options.
-func (c *cli) token(ctx context.Context, o plugin.Options, interactive bool) (*plugin.Token, error) {
-	cl := c.client(o, interactive)
-	if o.InsecureSkipTLSVerify {
+// token gets a token with cl, warning first about insecure options.
+func (c *cli) token(ctx context.Context, cl *plugin.Client) (*plugin.Token, error) {
+	if cl.Options.InsecureSkipTLSVerify {
 		cl.Logger.Warn("--insecure-skip-tls-verify is set: the provider's TLS certificate is NOT verified; anyone on the network path can steal your tokens")
 	}
 	return cl.Token(ctx)

@@ -1,13 +1,18 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // execUser is a kubeconfig user that runs latchkey.
@@ -19,10 +24,10 @@ type execUser struct {
 	InstallHint     string
 }
 
-// yaml returns the user as the lines of a kubeconfig users list item, each
-// indented by indent. Strings are JSON-quoted, which YAML reads as
+// yaml returns the user as the lines of a kubeconfig users list item, for
+// people to read and paste. Strings are JSON-quoted, which YAML reads as
 // double-quoted scalars.
-func (u execUser) yaml(name, indent string) []string {
+func (u execUser) yaml(name string) []string {
 	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
 	lines := []string{
 		"- name: " + q(name),
@@ -39,196 +44,95 @@ func (u execUser) yaml(name, indent string) []string {
 	if u.InstallHint != "" {
 		lines = append(lines, "      installHint: "+q(u.InstallHint))
 	}
-	for i := range lines {
-		lines[i] = indent + lines[i]
-	}
 	return lines
 }
 
-// errKubeconfigLayout reports a kubeconfig whose users list latchkey does
-// not edit (flow style, or not a list): the printed kubectl command does.
-var errKubeconfigLayout = errors.New("the kubeconfig is not in the layout latchkey edits (one block-style users list, LF line ends); run the kubectl command above instead")
+// credentialFlags are the flags of `kubectl config set-credentials NAME`
+// that set the user to u. kubectl reads each --exec-arg as a CSV record (a
+// comma separates arguments), so each argument is one quoted CSV field.
+func (u execUser) credentialFlags() []string {
+	flags := []string{"--exec-api-version=" + u.APIVersion, "--exec-interactive-mode=" + u.InteractiveMode, "--exec-command=" + u.Command}
+	for _, a := range u.Args {
+		flags = append(flags, "--exec-arg="+`"`+strings.ReplaceAll(a, `"`, `""`)+`"`)
+	}
+	return flags
+}
 
-// setKubeconfigUser sets the user called name in the kubeconfig at path to
-// u, creating the file if needed. Only that user's lines change: the rest of
-// the file, comments and formatting included, stays byte for byte. The old
-// file is kept as path + ".bak"; the new one replaces it atomically.
-func setKubeconfigUser(path, name string, u execUser) error {
-	// Write through a symbolic link, not over it.
-	if real, err := filepath.EvalSymlinks(path); err == nil {
-		path = real
-	}
-	old, err := os.ReadFile(path)
-	mode := fs.FileMode(0o600)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		old = nil
-	case err != nil:
-		return fmt.Errorf("read kubeconfig: %w", err)
-	default:
-		if fi, err := os.Stat(path); err == nil {
-			mode = fi.Mode().Perm()
+// errControl reports a kubeconfig value with a control character, which
+// kubectl's YAML cannot hold.
+var errControl = errors.New("contains a control character, which a kubeconfig cannot hold")
+
+// check refuses a user name or argument that kubectl could not write: one
+// with a control character (C0, DEL, C1 such as NEL) or invalid UTF-8.
+func (u execUser) check(name string) error {
+	for _, s := range append([]string{name, u.Command}, u.Args...) {
+		if !utf8.ValidString(s) || strings.IndexFunc(s, unicode.IsControl) >= 0 {
+			return fmt.Errorf("kubeconfig user %q: %q %w", name, s, errControl)
 		}
-	}
-	out, err := withUser(string(old), name, u)
-	if err != nil {
-		return fmt.Errorf("update kubeconfig %s: %w", path, err)
-	}
-	if old != nil {
-		if err := writeAtomic(path+".bak", old, mode); err != nil {
-			return fmt.Errorf("back up kubeconfig: %w", err)
-		}
-	}
-	if err := writeAtomic(path, []byte(out), mode); err != nil {
-		return fmt.Errorf("write kubeconfig: %w", err)
 	}
 	return nil
 }
 
-// withUser returns the kubeconfig doc with the user called name set to u,
-// splicing text: it finds the top-level users key, the list item whose name
-// is name, and replaces that item's lines, or appends a new item.
-func withUser(doc, name string, u execUser) (string, error) {
-	if strings.TrimSpace(doc) == "" {
-		doc = "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\ncurrent-context: \"\"\npreferences: {}\nusers: []\n"
+// errNoKubectl reports that setup cannot write a kubeconfig without kubectl.
+var errNoKubectl = errors.New("kubectl is not on PATH; run the kubectl command above to write the user")
+
+// writeUser sets the user called name in the kubeconfig at path to u with
+// `kubectl config set-credentials`: kubectl's own writer, which locks the
+// file and always writes YAML that kubectl loads (latchkey links no YAML
+// library: a cached call would pay for its start-up). kubectl keeps the
+// other users, clusters and contexts, and whatever else the user had, but
+// not the file's comments; the file as it was is copied to path.bak first,
+// whose path writeUser returns ("" if there was no file).
+func (c *cli) writeUser(ctx context.Context, path, name string, u execUser) (string, error) {
+	if err := u.check(name); err != nil {
+		return "", err
 	}
-	if strings.Contains(doc, "\r") {
-		return "", errKubeconfigLayout
+	kubectl, err := lookPath(c.getenv("PATH"), "kubectl")
+	if err != nil {
+		return "", errNoKubectl
 	}
-	lines := strings.Split(strings.TrimSuffix(doc, "\n"), "\n")
-	key := -1
-	for i, l := range lines {
-		if l == "users:" || strings.HasPrefix(l, "users:") && (l[6] == ' ' || l[6] == '\t') {
-			if key >= 0 {
-				return "", errKubeconfigLayout // two users keys
-			}
-			key = i
+	bak := ""
+	if old, err := os.ReadFile(path); err == nil {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return "", fmt.Errorf("back up kubeconfig: %w", err)
 		}
-	}
-	if key < 0 {
-		lines = append(append(lines, "users:"), u.yaml(name, "")...)
-		return strings.Join(lines, "\n") + "\n", nil
-	}
-	switch rest := strings.TrimSpace(stripComment(lines[key][len("users:"):])); rest {
-	case "":
-	case "[]", "null", "~":
-		out := append(append(append([]string{}, lines[:key]...), "users:"), u.yaml(name, "")...)
-		out = append(out, lines[key+1:]...)
-		return strings.Join(out, "\n") + "\n", nil
-	default:
-		return "", errKubeconfigLayout
-	}
-	// The block: the lines after the key up to the next top-level key.
-	end := len(lines)
-	for i := key + 1; i < len(lines); i++ {
-		l := lines[i]
-		if l != "" && l[0] != ' ' && l[0] != '\t' && l[0] != '#' && !strings.HasPrefix(l, "- ") && l != "-" {
-			end = i
-			break
+		bak = path + ".bak"
+		if err := writeAtomic(bak, old, fi.Mode().Perm()); err != nil {
+			return "", fmt.Errorf("back up kubeconfig: %w", err)
 		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read kubeconfig: %w", err)
 	}
-	indent, items := "", [][2]int{} // [start, end) of each item
-	for i := key + 1; i < end; i++ {
-		l := lines[i]
-		t := strings.TrimLeft(l, " ")
-		if t == "" || strings.HasPrefix(t, "#") {
-			continue
-		}
-		ind := l[:len(l)-len(t)]
-		if len(items) == 0 {
-			if !strings.HasPrefix(t, "- ") && t != "-" {
-				return "", errKubeconfigLayout
-			}
-			indent = ind
-		}
-		if ind == indent && (strings.HasPrefix(t, "- {") || strings.HasPrefix(t, "- [")) {
-			return "", errKubeconfigLayout // an item in flow style
-		}
-		if ind == indent && (strings.HasPrefix(t, "- ") || t == "-") {
-			if len(items) > 0 {
-				items[len(items)-1][1] = i
-			}
-			items = append(items, [2]int{i, end})
-		} else if len(ind) <= len(indent) {
-			return "", errKubeconfigLayout
-		}
+	args := append([]string{"--kubeconfig=" + path, "config", "set-credentials", name}, u.credentialFlags()...)
+	cmd := exec.CommandContext(ctx, kubectl, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("write kubeconfig %s with kubectl config set-credentials: %w: %s", path, err, strings.TrimSpace(out.String()))
 	}
-	// An item ends at its last non-blank, non-comment line.
-	for k := range items {
-		for items[k][1] > items[k][0]+1 {
-			t := strings.TrimSpace(lines[items[k][1]-1])
-			if t != "" && !strings.HasPrefix(t, "#") {
-				break
-			}
-			items[k][1]--
-		}
-	}
-	repl := u.yaml(name, indent)
-	for _, it := range items {
-		if itemName(lines[it[0]:it[1]], indent) == name {
-			out := append(append(append([]string{}, lines[:it[0]]...), repl...), lines[it[1]:]...)
-			return strings.Join(out, "\n") + "\n", nil
-		}
-	}
-	at := key + 1
-	if len(items) > 0 {
-		at = items[len(items)-1][1]
-	}
-	out := append(append(append([]string{}, lines[:at]...), repl...), lines[at:]...)
-	return strings.Join(out, "\n") + "\n", nil
+	return bak, nil
 }
 
-// itemName returns the value of the name key of a list item's lines.
-func itemName(item []string, indent string) string {
-	for i, l := range item {
-		var rest string
-		switch {
-		case i == 0 && strings.HasPrefix(l, indent+"- name:"):
-			rest = l[len(indent+"- name:"):]
-		case strings.HasPrefix(l, indent+"  name:"):
-			rest = l[len(indent+"  name:"):]
-		default:
+// lookPath finds an executable called name in the directories of path (a
+// $PATH value), as exec.LookPath does with the process's own $PATH.
+func lookPath(path, name string) (string, error) {
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
 			continue
 		}
-		v := strings.TrimSpace(stripComment(rest))
-		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-			if v[0] == '"' {
-				var s string
-				if json.Unmarshal([]byte(v), &s) == nil {
-					return s
-				}
-			}
-			return strings.ReplaceAll(v[1:len(v)-1], "''", "'")
-		}
-		return v
-	}
-	return ""
-}
-
-// stripComment removes a trailing " # comment" outside quotes.
-func stripComment(s string) string {
-	inQuote := byte(0)
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case inQuote != 0:
-			if c == inQuote {
-				inQuote = 0
-			}
-		case c == '"' || c == '\'':
-			inQuote = c
-		case c == '#' && (i == 0 || s[i-1] == ' ' || s[i-1] == '\t'):
-			return s[:i]
+		// With a directory in it, exec.LookPath checks that one file
+		// (with the PATHEXT extensions on Windows).
+		if p, err := exec.LookPath(filepath.Join(dir, name)); err == nil {
+			return p, nil
 		}
 	}
-	return s
+	return "", exec.ErrNotFound
 }
 
 // writeAtomic writes data to path through a temporary file in the same
 // directory, flushed and renamed over path.
 func writeAtomic(path string, data []byte, mode fs.FileMode) (err error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
 		return err

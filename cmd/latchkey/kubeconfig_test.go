@@ -1,93 +1,121 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-func TestWithUser(t *testing.T) {
-	u := execUser{
-		APIVersion:      "client.authentication.k8s.io/v1",
-		Command:         "/opt/bin/latchkey",
-		Args:            []string{"get-token", "--oidc-issuer-url=https://issuer.example.com", "--oidc-extra-scope=a b: #c"},
-		InteractiveMode: "IfAvailable",
+// needKubectl skips a test that writes a kubeconfig when kubectl is not on
+// PATH (the machines CI runs on have it).
+func needKubectl(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		t.Skip("kubectl is not on PATH")
 	}
-	const cluster = "clusters:\n- name: prod # keep me\n  cluster:\n    server: https://prod.example.com\n"
-	tests := []struct {
-		name, doc string
-		// keep are lines that must survive unchanged, in order.
-		keep []string
-		// others are users that must still be there.
-		others []string
-	}{
-		{name: "empty file", doc: ""},
-		{name: "empty list", doc: "apiVersion: v1\nkind: Config\n" + cluster + "users: [] # none yet\ncurrent-context: prod\n",
-			keep: []string{"- name: prod # keep me", "current-context: prod"}},
-		{name: "no users key", doc: "apiVersion: v1\nkind: Config\n" + cluster, keep: []string{"- name: prod # keep me"}},
-		{name: "append, items at column 0", doc: "apiVersion: v1\nkind: Config\n" + cluster + "users:\n- name: admin\n  user:\n    token: t0k\n# trailing comment\n\ncontexts: []\n",
-			keep: []string{"- name: admin", "    token: t0k", "# trailing comment", "contexts: []"}, others: []string{"admin"}},
-		{name: "replace, indented items, comments between",
-			doc:  "apiVersion: v1\nkind: Config\n" + cluster + "users:\n  # first\n  - name: admin\n    user:\n      token: t0k\n  # ours, old\n  - name: oidc\n    user:\n      exec:\n        apiVersion: client.authentication.k8s.io/v1beta1\n        command: kubectl\n        args: [oidc-login, get-token]\n  - name: last\n    user: {}\ncurrent-context: prod\n",
-			keep: []string{"  # first", "  - name: admin", "  # ours, old", "  - name: last", "current-context: prod"}, others: []string{"admin", "last"}},
-		{name: "replace, name not first, quoted",
-			doc:  "apiVersion: v1\nkind: Config\nusers:\n- user:\n    token: old\n  name: \"oidc\" # quoted\n- name: 'other'\n  user: {}\n",
-			keep: []string{"- name: 'other'"}, others: []string{"other"}},
-		{name: "null list", doc: "apiVersion: v1\nkind: Config\nusers: null\n"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			out, err := withUser(tt.doc, "oidc", u)
+}
+
+// TestWriteUser: setup writes through kubectl, so the result always loads
+// and round-trips exactly, whatever the user's name and arguments hold
+// (DEL, C1 controls and NEL were once written as JSON escapes that are no
+// YAML, which broke every context of the file); an existing user of that
+// name is updated, not duplicated, and the rest is kept.
+func TestWriteUser(t *testing.T) {
+	needKubectl(t)
+	c := &cli{getenv: os.Getenv}
+	for _, name := range []string{"oidc", "quote\"s 'and' # hash: colon, comma", "ünïcode\u2028"} {
+		t.Run(name, func(t *testing.T) {
+			kc := filepath.Join(t.TempDir(), "config")
+			orig := "apiVersion: v1\nkind: Config\nusers:\n- name: admin\n  user:\n    token: t0k\n- name: " + `"` + "oidc\"\n  user:\n    token: old\n"
+			if err := os.WriteFile(kc, []byte(orig), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			u := execUser{
+				APIVersion:      "client.authentication.k8s.io/v1",
+				Command:         "/opt/bin/latchkey",
+				Args:            []string{"get-token", "--oidc-issuer-url=https://issuer.example.com", "--oidc-extra-scope=a,b: #c" + name, `--x="y"`},
+				InteractiveMode: "IfAvailable",
+			}
+			bak, err := c.writeUser(context.Background(), kc, name, u)
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := clientcmd.Load([]byte(out))
+			if b, _ := os.ReadFile(bak); string(b) != orig {
+				t.Errorf("backup %s = %q, want the original", bak, b)
+			}
+			cfg, err := clientcmd.LoadFromFile(kc)
 			if err != nil {
+				out, _ := os.ReadFile(kc)
 				t.Fatalf("client-go cannot load the result: %v\n%s", err, out)
 			}
-			got := cfg.AuthInfos["oidc"]
+			got := cfg.AuthInfos[name]
 			if got == nil || got.Exec == nil || got.Exec.Command != u.Command || !slices.Equal(got.Exec.Args, u.Args) ||
-				got.Exec.APIVersion != u.APIVersion || string(got.Exec.InteractiveMode) != u.InteractiveMode || got.Token != "" {
-				t.Fatalf("user oidc = %+v in:\n%s", got, out)
+				got.Exec.APIVersion != u.APIVersion || string(got.Exec.InteractiveMode) != u.InteractiveMode {
+				t.Fatalf("user %q = %+v", name, got)
 			}
-			if n := len(cfg.AuthInfos); n != 1+len(tt.others) {
-				t.Errorf("%d users, want %d:\n%s", n, 1+len(tt.others), out)
+			if cfg.AuthInfos["admin"] == nil || cfg.AuthInfos["admin"].Token != "t0k" {
+				t.Error("user admin lost")
 			}
-			for _, o := range tt.others {
-				if cfg.AuthInfos[o] == nil {
-					t.Errorf("user %s lost:\n%s", o, out)
-				}
-			}
-			rest := out
-			for _, k := range tt.keep {
-				i := strings.Index(rest, k+"\n")
-				if i < 0 {
-					t.Fatalf("line %q lost or out of order:\n%s", k, out)
-				}
-				rest = rest[i+len(k):]
-			}
-			// Idempotent: setting the same user again changes nothing.
-			again, err := withUser(out, "oidc", u)
-			if err != nil || again != out {
-				t.Errorf("second run changed the file (err %v):\n%s", err, again)
+			if want := 2 + btoi(name != "oidc"); len(cfg.AuthInfos) != want {
+				t.Errorf("%d users, want %d", len(cfg.AuthInfos), want)
 			}
 		})
 	}
 }
 
-func TestWithUserRefusesFlowStyle(t *testing.T) {
-	for _, doc := range []string{
-		"users: [{name: admin, user: {token: x}}]\n",
-		"users:\n  name: admin\n",
-		"users:\r\n- name: admin\r\n  user: {}\r\n",
-		"users:\n- {name: oidc, user: {}}\n",
-		"users:\n- name: a\n  user: {}\nusers:\n- name: b\n  user: {}\n",
-	} {
-		if _, err := withUser(doc, "oidc", execUser{}); !errors.Is(err, errKubeconfigLayout) {
-			t.Errorf("withUser(%q) error = %v, want errKubeconfigLayout", doc, err)
+// TestWriteUserRefusesControlCharacters: what kubectl could not write (DEL,
+// C1 controls, NEL: once written as JSON escapes that are no YAML, which
+// broke every context of the file) is refused before anything is written.
+func TestWriteUserRefusesControlCharacters(t *testing.T) {
+	c := &cli{getenv: os.Getenv}
+	for _, bad := range []string{"a\x7fb", "c\u0085d", "e\u0080f", "g\x1bh", "i\xffj"} {
+		kc := filepath.Join(t.TempDir(), "config")
+		const orig = "apiVersion: v1\nkind: Config\n"
+		if err := os.WriteFile(kc, []byte(orig), 0o600); err != nil {
+			t.Fatal(err)
 		}
+		for _, u := range []struct {
+			name string
+			user execUser
+		}{{bad, execUser{Command: "latchkey"}}, {"oidc", execUser{Command: "latchkey", Args: []string{"get-token", "--x=" + bad}}}} {
+			if _, err := c.writeUser(context.Background(), kc, u.name, u.user); !errors.Is(err, errControl) {
+				t.Errorf("writeUser(%q, %q): %v, want errControl", u.name, u.user.Args, err)
+			}
+		}
+		if b, _ := os.ReadFile(kc); string(b) != orig {
+			t.Errorf("%q: kubeconfig changed to %q", bad, b)
+		}
+		if _, err := os.Stat(kc + ".bak"); err == nil {
+			t.Errorf("%q: a backup was written", bad)
+		}
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func TestWriteUserWithoutKubectl(t *testing.T) {
+	c := &cli{getenv: func(k string) string {
+		if k == "PATH" {
+			return t.TempDir()
+		}
+		return ""
+	}}
+	kc := filepath.Join(t.TempDir(), "config")
+	if _, err := c.writeUser(context.Background(), kc, "oidc", execUser{}); !errors.Is(err, errNoKubectl) {
+		t.Errorf("writeUser without kubectl: %v, want errNoKubectl", err)
+	}
+	if _, err := os.Stat(kc); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a kubeconfig was written without kubectl: %v", err)
 	}
 }

@@ -26,64 +26,53 @@ Examples:
 `,
 	flags: func(c *cli, fs *flag.FlagSet) func(context.Context) int {
 		var o plugin.Options
-		o.RegisterFlags(fs)
-		all := fs.Bool("all", false, "log out of every cached login")
+		o.RegisterProviderFlags(fs)
+		all := fs.Bool("all", false, "log out of every cached login (in --token-cache-dir)")
+		ignoreLoginFlags(fs)
 		return func(ctx context.Context) int {
+			cl := c.client(o, false)
 			if !*all {
-				return c.logout(ctx, o)
+				res, err := cl.Logout(ctx)
+				if errors.Is(err, plugin.ErrNoEntry) {
+					fmt.Fprintf(c.stderr, "latchkey: %v\n", err)
+					return 0
+				}
+				if err != nil {
+					return c.fail(err)
+				}
+				return c.loggedOut(res)
 			}
-			store := cache.Open(o.CacheDir)
-			ids, err := store.List()
+			done, err := cl.LogoutAll(ctx)
+			code := 0
+			for i := range done {
+				code = max(code, c.loggedOut(&done[i]))
+			}
 			if err != nil {
 				return c.fail(err)
 			}
-			code := 0
-			for _, id := range ids {
-				e, err := store.Load(id)
-				if err != nil || e.Key == nil {
-					if err := store.Delete(id); err != nil {
-						return c.fail(err)
-					}
-					fmt.Fprintf(c.stderr, "latchkey: removed %s (unreadable entry, nothing revoked)\n", store.Path(id))
-					continue
-				}
-				oo := o
-				oo.FromKey(*e.Key)
-				if e.Secrets == cache.SecretsInKeyring {
-					oo.Storage = "keyring"
-				}
-				if c.logout(ctx, oo) != 0 {
-					code = 1
-				}
-			}
-			if len(ids) == 0 {
-				fmt.Fprintf(c.stderr, "latchkey: no cached logins in %s\n", store.Dir)
+			if len(done) == 0 {
+				fmt.Fprintf(c.stderr, "latchkey: no cached logins in %s\n", cache.Open(o.CacheDir).Dir)
 			}
 			return code
 		}
 	},
 }
 
-func (c *cli) logout(ctx context.Context, o plugin.Options) int {
-	res, err := c.client(o, false).Logout(ctx)
-	if errors.Is(err, plugin.ErrNoEntry) {
-		fmt.Fprintf(c.stderr, "latchkey: %v\n", err)
-		return 0
-	}
-	if err != nil {
-		return c.fail(err)
-	}
-	who := o.Describe()
+// loggedOut tells the person what a logout did and returns the exit code:
+// 1 if revocation failed.
+func (c *cli) loggedOut(res *plugin.Logout) int {
 	switch {
+	case res.Login == "":
+		fmt.Fprintf(c.stderr, "latchkey: removed %s (%v)\n", res.Path, res.RevokeErr)
 	case errors.Is(res.RevokeErr, plugin.ErrNoRevocation):
-		fmt.Fprintf(c.stderr, "latchkey: logged out of %s on this machine: removed %s; %v\n", who, res.Path, res.RevokeErr)
+		fmt.Fprintf(c.stderr, "latchkey: logged out of %s on this machine: removed %s; %v\n", res.Login, res.Path, res.RevokeErr)
 	case res.RevokeErr != nil:
-		fmt.Fprintf(c.stderr, "latchkey: logged out of %s on this machine (removed %s), but revocation failed: %s\n", who, res.Path, strings.Join(strings.Fields(res.RevokeErr.Error()), " "))
+		fmt.Fprintf(c.stderr, "latchkey: logged out of %s on this machine (removed %s), but revocation failed: %s\n", res.Login, res.Path, strings.Join(strings.Fields(res.RevokeErr.Error()), " "))
 		return 1
 	case len(res.Revoked) > 0:
-		fmt.Fprintf(c.stderr, "latchkey: logged out of %s: revoked the %s, removed %s\n", who, strings.ReplaceAll(strings.Join(res.Revoked, " and "), "_", " "), res.Path)
+		fmt.Fprintf(c.stderr, "latchkey: logged out of %s: revoked the %s, removed %s\n", res.Login, strings.ReplaceAll(strings.Join(res.Revoked, " and "), "_", " "), res.Path)
 	default:
-		fmt.Fprintf(c.stderr, "latchkey: logged out of %s: removed %s\n", who, res.Path)
+		fmt.Fprintf(c.stderr, "latchkey: logged out of %s: removed %s\n", res.Login, res.Path)
 	}
 	return 0
 }

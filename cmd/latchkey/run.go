@@ -93,9 +93,12 @@ func (c *cli) run(ctx context.Context, cmd command, args []string) int {
 	c.args = args
 	switch err := parseFlags(fs, args); {
 	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprintf(c.stdout, "Usage: latchkey %s\n\n%s\n\nFlags:\n", cmd.usage, cmd.summary)
-		fs.SetOutput(c.stdout)
-		fs.PrintDefaults()
+		fmt.Fprintf(c.stdout, "Usage: latchkey %s\n\n%s\n", cmd.usage, cmd.summary)
+		if listed := listedFlags(fs); hasFlags(listed) {
+			fmt.Fprint(c.stdout, "\nFlags:\n")
+			listed.SetOutput(c.stdout)
+			listed.PrintDefaults()
+		}
 		fmt.Fprint(c.stdout, cmd.help)
 		return 0
 	case err != nil:
@@ -108,6 +111,45 @@ func (c *cli) run(ctx context.Context, cmd command, args []string) int {
 		defer stop()
 	}
 	return do(ctx)
+}
+
+// ignored is a flag a command accepts without using or listing it.
+type ignored struct{ flag.Value }
+
+func (v ignored) IsBoolFlag() bool {
+	b, ok := v.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// ignoreLoginFlags makes fs accept, without listing them, the flags of a
+// login that it lacks, so that the get-token arguments of a kubeconfig can
+// be given to logout as they are.
+func ignoreLoginFlags(fs *flag.FlagSet) {
+	login := flag.NewFlagSet("", flag.ContinueOnError)
+	new(plugin.Options).RegisterFlags(login)
+	login.VisitAll(func(f *flag.Flag) {
+		if fs.Lookup(f.Name) == nil {
+			fs.Var(ignored{f.Value}, f.Name, f.Usage)
+		}
+	})
+}
+
+// listedFlags returns the flags of fs that its help lists: all but the
+// ignored ones.
+func listedFlags(fs *flag.FlagSet) *flag.FlagSet {
+	out := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, skip := f.Value.(ignored); !skip {
+			out.Var(f.Value, f.Name, f.Usage)
+		}
+	})
+	return out
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
 }
 
 // interruptible returns ctx cancelled on SIGINT or SIGTERM, so that a login
@@ -131,17 +173,18 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// client returns a plugin client for o wired to this invocation. The
-// person's input is read only when interactive says a person can type it.
-func (c *cli) client(o plugin.Options, interactive bool) *plugin.Client {
+// client returns a plugin client for o wired to this invocation: attended
+// when a person sees its stderr. The person's input is read only when
+// stdinHandedOver says stdin is theirs.
+func (c *cli) client(o plugin.Options, stdinHandedOver bool) *plugin.Client {
 	cl := &plugin.Client{
-		Options:     o,
-		Logger:      c.logger(o.Verbose),
-		Getenv:      c.getenv,
-		Stderr:      c.stderr,
-		Interactive: c.personAtStderr,
+		Options:  o,
+		Logger:   c.logger(o.Verbose),
+		Getenv:   c.getenv,
+		Stderr:   c.stderr,
+		Attended: c.personAtStderr,
 	}
-	if interactive {
+	if stdinHandedOver {
 		cl.Stdin = c.stdin
 	}
 	return cl
@@ -179,6 +222,10 @@ var versionCommand = command{
 	name:    "version",
 	summary: "print the version, Go version and platform",
 	usage:   "version",
+	help: `
+Example:
+  latchkey version      # latchkey v1.2.3 go1.26.8 linux/amd64
+`,
 	flags: func(c *cli, fs *flag.FlagSet) func(context.Context) int {
 		return func(context.Context) int {
 			fmt.Fprintf(c.stdout, "latchkey %s %s %s/%s\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)

@@ -19,8 +19,8 @@ var setupCommand = command{
 	help: `
 Runs a real login (or uses the cache), prints the ID token's claims, the
 kube-apiserver flags that accept them, a kubeconfig users entry and the
-equivalent kubectl command. With --kubeconfig and --user it writes the entry
-itself, keeping the rest of the file (comments too) and a .bak copy.
+equivalent kubectl command. With --kubeconfig and --user it runs that kubectl
+command on the file (kubectl must be on PATH), after keeping a .bak copy.
 
 Examples:
   latchkey setup --oidc-issuer-url=https://dex.example.com --oidc-client-id=kubernetes --oidc-extra-scope=email,groups
@@ -32,10 +32,6 @@ Examples:
 		kubeconfig := fs.String("kubeconfig", "", "kubeconfig file to write the user entry into")
 		user := fs.String("user", "oidc", "name of the kubeconfig user")
 		return func(ctx context.Context) int {
-			tok, err := c.token(ctx, o, isTerminal(c.stdin))
-			if err != nil {
-				return c.fail(err)
-			}
 			args := append([]string{"get-token"}, reusableArgs(fs, c.args)...)
 			self := "latchkey"
 			if exe, err := os.Executable(); err == nil && !onPath(c.getenv("PATH"), exe) {
@@ -48,12 +44,28 @@ Examples:
 				InteractiveMode: "IfAvailable",
 				InstallHint:     "Install latchkey: go install github.com/latchkey/latchkey/cmd/latchkey@latest",
 			}
+			if err := u.check(*user); *kubeconfig != "" && err != nil {
+				return c.fail(fmt.Errorf("%w: %w", plugin.ErrUsage, err))
+			}
+			// Only a person runs setup: never held by the cool-down that
+			// keeps background callers from opening browser after browser.
+			cl := c.client(o, isTerminal(c.stdin))
+			cl.Attended = true
+			tok, err := c.token(ctx, cl)
+			if err != nil {
+				return c.fail(err)
+			}
 			c.printSetup(c.stdout, &o, tok, *user, u)
 			if *kubeconfig != "" {
-				if err := setKubeconfigUser(*kubeconfig, *user, u); err != nil {
+				bak, err := c.writeUser(ctx, *kubeconfig, *user, u)
+				if err != nil {
 					return c.fail(err)
 				}
-				fmt.Fprintf(c.stdout, "\nWrote user %q to %s (previous version in %s.bak).\n", *user, *kubeconfig, *kubeconfig)
+				fmt.Fprintf(c.stdout, "\nWrote user %q to %s with kubectl", *user, *kubeconfig)
+				if bak != "" {
+					fmt.Fprintf(c.stdout, " (previous version in %s)", bak)
+				}
+				fmt.Fprintln(c.stdout, ".")
 			}
 			return 0
 		}
@@ -74,13 +86,11 @@ func (c *cli) printSetup(w io.Writer, o *plugin.Options, tok *plugin.Token, name
 	}
 	fmt.Fprintf(w, "\n## kube-apiserver flags that accept these tokens\n  --oidc-issuer-url=%s\n  --oidc-client-id=%s\n  --oidc-username-claim=email\n  --oidc-groups-claim=groups\n", o.IssuerURL, o.ClientID)
 	fmt.Fprintln(w, "\n## kubeconfig user")
-	fmt.Fprintf(w, "users:\n%s\n", strings.Join(u.yaml(name, ""), "\n"))
+	fmt.Fprintf(w, "users:\n%s\n", strings.Join(u.yaml(name), "\n"))
 	fmt.Fprintln(w, "\n## or run")
-	cmd := []string{"kubectl config set-credentials " + shQuote(name),
-		"--exec-api-version=" + u.APIVersion, "--exec-interactive-mode=" + u.InteractiveMode,
-		"--exec-command=" + shQuote(u.Command)}
-	for _, a := range u.Args {
-		cmd = append(cmd, "--exec-arg="+shQuote(a))
+	cmd := []string{"kubectl config set-credentials " + shQuote(name)}
+	for _, a := range u.credentialFlags() {
+		cmd = append(cmd, shQuote(a))
 	}
 	fmt.Fprintf(w, "  %s\n", strings.Join(cmd, " \\\n    "))
 }
@@ -122,20 +132,15 @@ func reusableArgs(fs *flag.FlagSet, args []string) []string {
 
 // onPath tells whether exe is what "latchkey" resolves to on path ($PATH).
 func onPath(path, exe string) bool {
-	for _, dir := range strings.Split(path, string(os.PathListSeparator)) {
-		if dir != "" && sameFile(dir+string(os.PathSeparator)+"latchkey", exe) {
-			return true
-		}
-	}
-	return false
-}
-
-func sameFile(a, b string) bool {
-	fa, err := os.Stat(a)
+	p, err := lookPath(path, "latchkey")
 	if err != nil {
 		return false
 	}
-	fb, err := os.Stat(b)
+	fa, err := os.Stat(p)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(exe)
 	return err == nil && os.SameFile(fa, fb)
 }
 

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"strings"
@@ -24,10 +23,12 @@ Examples:
   latchkey status --json | jq '.[] | select(.refresh_token | not)'
 `,
 	flags: func(c *cli, fs *flag.FlagSet) func(context.Context) int {
-		dir := fs.String("token-cache-dir", "", "token cache directory (default $XDG_CACHE_HOME/latchkey)")
+		var o plugin.Options
+		o.RegisterCacheFlags(fs)
 		asJSON := fs.Bool("json", false, "print a JSON array for scripts")
 		return func(context.Context) int {
-			st, err := readStatus(cache.Open(*dir), time.Now())
+			cl := c.client(o, false)
+			st, err := cl.Status()
 			if err != nil {
 				return c.fail(err)
 			}
@@ -40,7 +41,7 @@ Examples:
 				return 0
 			}
 			if len(st) == 0 {
-				fmt.Fprintf(c.stderr, "latchkey: no cached logins in %s\n", cache.Open(*dir).Dir)
+				fmt.Fprintf(c.stderr, "latchkey: no cached logins in %s\n", cache.Open(o.CacheDir).Dir)
 				return 0
 			}
 			now := time.Now()
@@ -54,77 +55,6 @@ Examples:
 			return 0
 		}
 	},
-}
-
-// status describes one cache entry without its secrets.
-type status struct {
-	Issuer            string            `json:"issuer,omitempty"`
-	ClientID          string            `json:"client_id,omitempty"`
-	Subject           string            `json:"subject,omitempty"`
-	Email             string            `json:"email,omitempty"`
-	Groups            []string          `json:"groups,omitempty"`
-	Scopes            []string          `json:"scopes,omitempty"`
-	ExtraParams       map[string]string `json:"extra_params,omitempty"`
-	UseAccessToken    bool              `json:"use_access_token"`
-	IDTokenExpiry     *time.Time        `json:"id_token_expiry,omitempty"`
-	AccessTokenExpiry *time.Time        `json:"access_token_expiry,omitempty"`
-	RefreshToken      bool              `json:"refresh_token"`
-	Storage           string            `json:"storage"`
-	LoginFailure      *cache.Failure    `json:"login_failure,omitempty"`
-	Error             string            `json:"error,omitempty"`
-	Path              string            `json:"path"`
-}
-
-func readStatus(c *cache.Cache, now time.Time) ([]status, error) {
-	ids, err := c.List()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]status, 0, len(ids))
-	for _, id := range ids {
-		s := status{Path: c.Path(id)}
-		e, err := c.Load(id)
-		if err != nil {
-			if errors.Is(err, cache.ErrNotFound) {
-				continue
-			}
-			s.Error = err.Error()
-			out = append(out, s)
-			continue
-		}
-		if k := e.Key; k != nil {
-			s.Issuer, s.ClientID, s.Scopes, s.ExtraParams, s.UseAccessToken = k.Issuer, k.ClientID, k.Scopes, k.ExtraParams, k.UseAccessToken
-		}
-		if e.IDToken != "" {
-			if cl, err := plugin.ParseClaims(e.IDToken); err == nil {
-				s.Subject, s.Email, s.Groups = cl.Subject, cl.Email, cl.Groups
-				if s.Issuer == "" {
-					s.Issuer = cl.Issuer
-				}
-			}
-			s.IDTokenExpiry = timePtr(e.IDTokenExpiry)
-		}
-		if e.AccessToken != "" {
-			s.AccessTokenExpiry = timePtr(e.Expiry)
-		}
-		s.RefreshToken = e.RefreshToken != ""
-		s.Storage = "disk"
-		if e.Secrets == cache.SecretsInKeyring {
-			// The tokens are in the OS keyring; status does not unlock it.
-			s.Storage = "keyring"
-		}
-		s.LoginFailure = e.LoginFailure
-		out = append(out, s)
-	}
-	return out, nil
-}
-
-func timePtr(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	t = t.UTC()
-	return &t
 }
 
 // until says when t is, relative to now.
@@ -146,7 +76,7 @@ func or(s, def string) string {
 	return s
 }
 
-func refresh(s status) string {
+func refresh(s plugin.Status) string {
 	switch {
 	case s.Storage == "keyring":
 		return "(keyring)"

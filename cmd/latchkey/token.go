@@ -56,7 +56,7 @@ Examples:
 				cc.stderr = tty
 				c = &cc
 			}
-			tok, err := c.token(ctx, o, isTerminal(c.stdin))
+			tok, err := c.token(ctx, c.client(o, isTerminal(c.stdin)))
 			if err != nil {
 				return c.fail(err)
 			}
