@@ -671,3 +671,33 @@ func TestServerErrorIsNoRefusal(t *testing.T) {
 		t.Errorf("browsers opened = %d, want 1", got)
 	}
 }
+
+// TestLogoutAllUsesStoredMetadata: logout --all revokes each login with the
+// client and metadata stored with it, whatever their age, even when the
+// provider's discovery document has gone away (LemonLDAP::NG: an entry
+// whose provider moved made logout --all exit 1).
+func TestLogoutAllUsesStoredMetadata(t *testing.T) {
+	var gone atomic.Bool
+	h := newHarness(t, idptest.Config{
+		Intercept: func(w http.ResponseWriter, r *http.Request) bool {
+			if r.URL.Path == idptest.DiscoveryPath && gone.Load() {
+				http.NotFound(w, r)
+				return true
+			}
+			return false
+		},
+	})
+	h.mustToken(h.options())
+	gone.Store(true)
+	h.clock.Advance(providerLifetime + time.Hour)
+	done, err := (&Client{Options: Options{CacheDir: h.dir}, HTTPClient: h.idp.Client(), Now: h.clock.Now}).LogoutAll(t.Context())
+	if err != nil || len(done) != 1 || done[0].RevokeErr != nil {
+		t.Fatalf("LogoutAll = %+v, %v", done, err)
+	}
+	if got := h.idp.Counts().Revocation; got != 2 {
+		t.Errorf("revocation requests = %d, want 2", got)
+	}
+	if ids, _ := cache.Open(h.dir).List(); len(ids) != 0 {
+		t.Errorf("entries left: %v", ids)
+	}
+}

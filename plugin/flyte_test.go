@@ -370,3 +370,76 @@ func TestKeyringClient(t *testing.T) {
 		t.Errorf("browsers opened = %d, want 1", got)
 	}
 }
+
+// TestFlyteIssuerSwitch: when a Flyte admin's metadata later names another
+// issuer (an IdP switched, or a compromised endpoint), the tokens of the
+// first are never sent to the second: no refresh there (the tokens are
+// dropped and the person logs in there), and logout revokes at the issuer
+// that minted them, with the metadata stored with them.
+func TestFlyteIssuerSwitch(t *testing.T) {
+	for _, what := range []string{"refresh", "logout"} {
+		t.Run(what, func(t *testing.T) {
+			h := newHarness(t, idptest.Config{})
+			f := newFakeFlyte(t, h.idp, localhostRedirect(t))
+			o := h.flyteOptions(f)
+			h.mustToken(o)
+			first := h.idp.Counts()
+
+			other := idptest.NewServer(idptest.Config{Now: h.clock.Now})
+			t.Cleanup(other.Close)
+			for k, path := range map[string]string{"authorization_endpoint": idptest.AuthorizePath, "token_endpoint": idptest.TokenPath,
+				"jwks_uri": idptest.JWKSPath, "revocation_endpoint": idptest.RevocationPath, "device_authorization_endpoint": idptest.DeviceCodePath} {
+				f.set("metadata", k, other.URL+path)
+			}
+			f.set("metadata", "issuer", other.URL)
+			// The stored metadata are a day old: the next renewal fetches
+			// them again and finds the other issuer.
+			h.clock.Advance(providerLifetime + time.Hour)
+
+			switch what {
+			case "refresh":
+				tok := h.mustToken(o)
+				if got := other.Counts().Refresh; got != 0 {
+					t.Errorf("%d refresh requests reached the new issuer with the old issuer's refresh token", got)
+				}
+				if got := h.idp.Counts().Refresh; got != first.Refresh {
+					t.Errorf("refresh requests at the old issuer: %d, want %d", got, first.Refresh)
+				}
+				if got := h.browsers.Load(); got != 2 {
+					t.Errorf("browsers opened = %d, want 2 (a login at the new issuer)", got)
+				}
+				if e := h.entry(o); e.Issuer != other.URL || tok.Value != e.AccessToken {
+					t.Errorf("entry minted by %q, want %q", e.Issuer, other.URL)
+				}
+			case "logout":
+				res, err := h.client(o).Logout(t.Context())
+				if err != nil || res.RevokeErr != nil {
+					t.Fatalf("Logout: %v, %+v", err, res)
+				}
+				if got := other.Counts().Revocation; got != 0 {
+					t.Errorf("%d revocation requests sent the tokens to the new issuer", got)
+				}
+				if got := h.idp.Counts().Revocation; got != 2 {
+					t.Errorf("revocations at the issuer that minted the tokens = %d, want 2", got)
+				}
+			}
+		})
+	}
+}
+
+// TestFlyteStatus: status shows the client, scopes and issuer a Flyte login
+// used, as resolved from the deployment (the cache key holds only the
+// flags: an empty client id and no scopes).
+func TestFlyteStatus(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	f := newFakeFlyte(t, h.idp, localhostRedirect(t))
+	h.mustToken(h.flyteOptions(f))
+	st, err := (&Client{Options: Options{CacheDir: h.dir}}).Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st) != 1 || st[0].Issuer != h.idp.URL || st[0].ClientID != idptest.DefaultClientID ||
+		!cmp.Equal(st[0].Scopes, []string{"openid", "offline"}) {
+		t.Errorf("Status = %+v, want issuer %s, client %s, scopes [openid offline]", st, h.idp.URL, idptest.DefaultClientID)
+	}
+}

@@ -248,3 +248,69 @@ func TestCompletion(t *testing.T) {
 		t.Error("unknown shell accepted")
 	}
 }
+
+// TestSetupNotHeldByCooldown: setup is run by a person, even with its stderr
+// in a file; tried as a new user would, `latchkey setup ... 2>setup.err`
+// right after a failed login was refused with "not starting another login
+// yet ... a background caller waits".
+func TestSetupNotHeldByCooldown(t *testing.T) {
+	e := newEnv(t, idptest.Config{})
+	e.browser = []string{browserModeEnv + "=deny"}
+	if r := e.run(execInfoV1, e.args()...); r.code == 0 {
+		t.Fatalf("denied login succeeded: %s", r.stderr)
+	}
+	// A background get-token is held by the cool-down...
+	if r := e.run(execInfoV1, e.args()...); r.code == 0 || !strings.Contains(r.stderr, "not starting another login yet") {
+		t.Fatalf("background get-token in the cool-down: exit %d: %s", r.code, r.stderr)
+	}
+	// ...setup is not.
+	e.browser = nil
+	opened := e.browsersOpened()
+	r := e.run("", append([]string{"setup"}, e.flagsOf()...)...)
+	if r.code != 0 || e.browsersOpened() != opened+1 {
+		t.Errorf("setup in the cool-down: exit %d, %d browsers opened: %s", r.code, e.browsersOpened()-opened, r.stderr)
+	}
+}
+
+// TestStatusExpandsHome: status takes the same --token-cache-dir as the
+// other commands, ~/ included (it used to look in ./~/c).
+func TestStatusExpandsHome(t *testing.T) {
+	e := newEnv(t, idptest.Config{})
+	home := t.TempDir()
+	e.dir = filepath.Join(home, "c")
+	e.extra = []string{"--token-cache-dir=~/c"}
+	e.browser = []string{"HOME=" + home}
+	if r := e.run("", e.args()...); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	r := e.run("", "status", "--token-cache-dir=~/c")
+	if r.code != 0 || !strings.Contains(r.stdout, filepath.Join(home, "c")) {
+		t.Errorf("status --token-cache-dir=~/c: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestCommandHelp: each command lists its own flags and shows an example;
+// logout lists none of the flags that only matter to a login, yet accepts
+// them, so a kubeconfig's get-token arguments work as they are.
+func TestCommandHelp(t *testing.T) {
+	e := &env{t: t}
+	loginOnly := []string{"-browser-command", "-grant-type", "-skip-open-browser", "-force-refresh", "-listen-address", "-authentication-timeout-sec"}
+	for _, cmd := range commands() {
+		r := e.run("", cmd.name, "--help")
+		if r.code != 0 || !strings.Contains(r.stdout, "Example") {
+			t.Errorf("%s --help: exit %d, no example:\n%s", cmd.name, r.code, r.stdout)
+		}
+		if strings.Contains(r.stdout, "Flags:\n\n") || strings.HasSuffix(strings.TrimSpace(r.stdout), "Flags:") {
+			t.Errorf("%s --help prints an empty Flags:\n%s", cmd.name, r.stdout)
+		}
+		for _, f := range loginOnly {
+			listed := strings.Contains(r.stdout, "  "+f+" ") || strings.Contains(r.stdout, "  "+f+"\n")
+			if want := cmd.name == "get-token" || cmd.name == "token" || cmd.name == "setup"; listed != want {
+				t.Errorf("%s --help lists %s: %v, want %v", cmd.name, f, listed, want)
+			}
+		}
+	}
+	if r := e.run("", "version", "--help"); strings.Contains(r.stdout, "Flags:") {
+		t.Errorf("version --help prints Flags:\n%s", r.stdout)
+	}
+}
