@@ -23,7 +23,10 @@
 #
 # Knobs: BENCH_RUNS (hyperfine and interleaved runs, 300), BENCH_RSS_RUNS
 # (20), BENCH_PARALLEL (100), BENCH_REPS (15), BENCH_STRICT (0),
-# BENCH_MICRO (1: run the Go micro-benchmarks and the refresh-path test).
+# BENCH_MICRO (1: run the Go micro-benchmarks and the refresh-path test),
+# BENCH_BASELINE (a latchkey binary to measure beside this one, e.g. one built
+# from the commit before a change: same cache, same arguments; its column
+# reads "latchkey / baseline").
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -78,12 +81,18 @@ lk="$tmp/latchkey ${args//$'\n'/ }" # one argument a line, none with spaces (idp
 floor="$tmp/floor ${entries[0]}"
 nohttp="$tmp/floor-nohttp ${entries[0]}"
 https="$tmp/floor-https ${entries[0]}"
+base_hf=() base_cmd=()
+if [ -n "${BENCH_BASELINE:-}" ]; then
+	cp "$BENCH_BASELINE" "$tmp/baseline"
+	base="$tmp/baseline ${args//$'\n'/ }"
+	base_hf=(-n baseline "$base") base_cmd=(-cmd "baseline=$base")
+fi
 
 hf=()
 if [ "$have_hyperfine" = 1 ]; then
 	echo "==> hyperfine" >&2
 	hyperfine -N --style basic --warmup 30 --runs "$RUNS" --export-json "$OUT/hyperfine.json" \
-		-n latchkey "$lk" -n floor "$floor" -n floor-nohttp "$nohttp" -n floor-https "$https" >&2
+		-n latchkey "$lk" -n floor "$floor" -n floor-nohttp "$nohttp" -n floor-https "$https" "${base_hf[@]}" >&2
 	hf=(-hyperfine "$OUT/hyperfine.json")
 fi
 
@@ -91,7 +100,7 @@ echo "==> driver" >&2
 strict=()
 [ "${BENCH_STRICT:-0}" = 1 ] && strict=(-strict)
 rc=0
-"$tmp/driver" -cmd "latchkey=$lk" -cmd "floor=$floor" -cmd "floor-nohttp=$nohttp" -cmd "floor-https=$https" \
+"$tmp/driver" -cmd "latchkey=$lk" -cmd "floor=$floor" -cmd "floor-nohttp=$nohttp" -cmd "floor-https=$https" "${base_cmd[@]}" \
 	"${hf[@]}" "${strict[@]}" \
 	-wall-runs "$RUNS" -rss-runs "$RSS_RUNS" -parallel "$PARALLEL" -reps "$REPS" >"$OUT/table.md" || rc=$?
 if [ ! -s "$OUT/table.md" ]; then
