@@ -32,6 +32,10 @@ type Key struct {
 	// UseAccessToken reports whether the access token, rather than the ID
 	// token, is handed to Kubernetes.
 	UseAccessToken bool `json:"use_access_token,omitempty"`
+	// Grant names the grant when the tokens are the client's own rather
+	// than a person's: "client-credentials" (RFC 6749 §4.4). Empty for a
+	// person's login, whichever way the person logged in.
+	Grant string `json:"grant,omitempty"`
 }
 
 // ID returns the hex-encoded SHA-256 of k's canonical encoding. It is stable
@@ -41,8 +45,8 @@ type Key struct {
 // The canonical encoding is the fixed prefix "latchkey/cache.Key/v1\x00"
 // followed by, in order: Issuer; ClientID; the count of distinct non-empty
 // scopes and each of them in ascending byte order; the count of ExtraParams
-// and each key and value, in ascending key order; and UseAccessToken as one
-// byte 0 or 1. Every count is an unsigned varint and every string is its
+// and each key and value, in ascending key order; UseAccessToken as one
+// byte 0 or 1; and, only when it is not empty, Grant. Every count is an unsigned varint and every string is its
 // length as an unsigned varint followed by its bytes, so the encoding is
 // prefix-free and unambiguous: ("a", "bc") and ("ab", "c") differ, and so do
 // strings that differ only in invalid UTF-8 (which JSON would have replaced
@@ -80,6 +84,10 @@ func (k Key) canonical() []byte {
 		b = append(b, 1)
 	} else {
 		b = append(b, 0)
+	}
+	if k.Grant != "" {
+		// Appended only when set, so that the IDs of existing logins stay.
+		b = appendString(b, k.Grant)
 	}
 	return b
 }

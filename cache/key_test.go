@@ -95,6 +95,8 @@ func TestKeyIDDistinct(t *testing.T) {
 		"param added":       mod(func(k *Key) { k.ExtraParams["acr_values"] = "mfa" }),
 		"param removed":     mod(func(k *Key) { delete(k.ExtraParams, "prompt") }),
 		"use access token":  mod(func(k *Key) { k.UseAccessToken = true }),
+		"client's own":      mod(func(k *Key) { k.Grant = "client-credentials" }),
+		"client's own, AT":  mod(func(k *Key) { k.Grant = "client-credentials"; k.UseAccessToken = true }),
 		// A scope and a parameter must not be interchangeable.
 		"scope as param": mod(func(k *Key) { k.Scopes = k.Scopes[:2]; k.ExtraParams["offline_access"] = "" }),
 		// Field boundaries: ("a","bc") vs ("ab","c").

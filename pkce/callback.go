@@ -36,6 +36,8 @@ type callback struct {
 type callbackHandler struct {
 	path string
 	req  *Request
+	// afterURL, if set, is where a successful login sends the browser.
+	afterURL string
 
 	finished  atomic.Bool   // set by the first request with the right state
 	callbacks chan callback // buffered (1); receives exactly one callback
@@ -103,6 +105,14 @@ func (h *callbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if verdict != nil {
 		writeFailure(w, verdict)
+		return
+	}
+	if h.afterURL != "" {
+		// The callback URL carries the code: no Referer leaves with it.
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Connection", "close")
+		http.Redirect(w, r, h.afterURL, http.StatusSeeOther)
 		return
 	}
 	writePage(w, http.StatusOK, "Login complete",

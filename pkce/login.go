@@ -2,6 +2,7 @@ package pkce
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -111,6 +112,15 @@ type Login struct {
 	// [Request.TokenForm]).
 	ResendAuthParams bool
 
+	// TLS, if set, makes the loopback server https (for providers that refuse http redirect URIs): RedirectURL
+	// must then be https, and the default redirect URI is https://127.0.0.1:<port>/callback. The certificate must
+	// be valid for the redirect URI's host in the person's browser.
+	TLS *tls.Config
+
+	// AfterURL, if set, is where the browser is sent (303 See Other) once the login succeeded, instead of the
+	// "Login complete" page. It must be an absolute http(s) URL.
+	AfterURL string
+
 	// OpenBrowser is called once, in its own goroutine, with the authorization URL after the listener is ready.
 	// nil: not called (the caller prints the URL itself). If it returns an error, Login keeps waiting (the person
 	// may open the URL by hand) and logs a warning. Its context is cancelled when the login finishes and Run waits
@@ -163,6 +173,7 @@ func (l *Login) Run(ctx context.Context) (*Request, error) {
 	authURL := req.URL()
 
 	h := newCallbackHandler(callbackPath, req)
+	h.afterURL = l.AfterURL
 	var conns connTracker
 	srv := &http.Server{
 		Handler:           h,
@@ -243,13 +254,14 @@ func (l *Login) validate() error {
 	case l.Exchange == nil:
 		return errors.New("pkce: Exchange is nil")
 	}
-	return Validate(l.RedirectURL, l.ListenAddresses, l.Request.Params)
+	return Validate(l.RedirectURL, l.ListenAddresses, l.Request.Params, l.TLS != nil)
 }
 
 // Validate checks, without listening, the parts of a [Login] that come from a person's configuration: the redirect
-// URL or listen addresses must be loopback ones (RFC 8252 §7.3, §8.3), and the extra authorization request parameters
-// ([Request.Params]) must not override the protocol's own. Errors wrap [ErrConfig].
-func Validate(redirectURL string, listenAddresses []string, authParams map[string]string) error {
+// URL (https when secure, that is with [Login.TLS], http otherwise) or listen addresses must be loopback ones
+// (RFC 8252 §7.3, §8.3), and the extra authorization request parameters ([Request.Params]) must not override the
+// protocol's own. Errors wrap [ErrConfig].
+func Validate(redirectURL string, listenAddresses []string, authParams map[string]string, secure bool) error {
 	for _, k := range slices.Sorted(maps.Keys(authParams)) {
 		if k == "" {
 			return fmt.Errorf("%w: empty authorization request parameter name", ErrConfig)
@@ -259,7 +271,7 @@ func Validate(redirectURL string, listenAddresses []string, authParams map[strin
 		}
 	}
 	if redirectURL != "" {
-		_, _, _, err := parseRedirectURL(redirectURL)
+		_, _, _, err := parseRedirectURL(redirectURL, secure)
 		return err
 	}
 	_, err := parseListenAddresses(listenAddresses)
@@ -269,8 +281,8 @@ func Validate(redirectURL string, listenAddresses []string, authParams map[strin
 // listen binds the loopback listeners and returns them with the redirect URI and the callback path.
 func (l *Login) listen(ctx context.Context) (lns []net.Listener, redirectURL, callbackPath string, err error) {
 	if l.RedirectURL != "" {
-		lns, callbackPath, err := listenRedirectURL(ctx, l.RedirectURL)
-		return lns, l.RedirectURL, callbackPath, err
+		lns, callbackPath, err := listenRedirectURL(ctx, l.RedirectURL, l.TLS != nil)
+		return l.secure(lns), l.RedirectURL, callbackPath, err
 	}
 	ln, err := listenFirst(ctx, l.ListenAddresses)
 	if err != nil {
@@ -278,13 +290,28 @@ func (l *Login) listen(ctx context.Context) (lns []net.Listener, redirectURL, ca
 	}
 	ap := ln.Addr().(*net.TCPAddr).AddrPort()
 	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	return []net.Listener{ln}, "http://" + ap.String() + defaultCallbackPath, defaultCallbackPath, nil
+	scheme := "http://"
+	if l.TLS != nil {
+		scheme = "https://"
+	}
+	return l.secure([]net.Listener{ln}), scheme + ap.String() + defaultCallbackPath, defaultCallbackPath, nil
+}
+
+// secure wraps the listeners in TLS when l.TLS is set.
+func (l *Login) secure(lns []net.Listener) []net.Listener {
+	if l.TLS == nil {
+		return lns
+	}
+	for i, ln := range lns {
+		lns[i] = tls.NewListener(ln, l.TLS)
+	}
+	return lns
 }
 
 // listenRedirectURL listens on the port of a fixed redirect URI (RFC 8252 §7.3): on 127.0.0.1 and [::1] for the host
 // localhost (§8.3), or on its loopback IP literal.
-func listenRedirectURL(ctx context.Context, redirectURL string) ([]net.Listener, string, error) {
-	hosts, port, callbackPath, err := parseRedirectURL(redirectURL)
+func listenRedirectURL(ctx context.Context, redirectURL string, secure bool) ([]net.Listener, string, error) {
+	hosts, port, callbackPath, err := parseRedirectURL(redirectURL, secure)
 	if err != nil {
 		return nil, "", err
 	}
@@ -307,22 +334,25 @@ func listenRedirectURL(ctx context.Context, redirectURL string) ([]net.Listener,
 	return lns, callbackPath, nil
 }
 
-// parseRedirectURL checks a fixed loopback redirect URI and returns the hosts and port to listen on and the callback
-// path.
-func parseRedirectURL(redirectURL string) (hosts []string, port, callbackPath string, err error) {
+// parseRedirectURL checks a fixed loopback redirect URI (https if secure, else http) and returns the hosts and port
+// to listen on and the callback path.
+func parseRedirectURL(redirectURL string, secure bool) (hosts []string, port, callbackPath string, err error) {
 	u, err := url.Parse(redirectURL)
 	if err != nil {
 		return nil, "", "", fmt.Errorf("%w: parse redirect URL: %w", ErrConfig, err)
 	}
-	if u.Scheme != "http" {
-		return nil, "", "", fmt.Errorf("%w: redirect URL %q: scheme must be http for a loopback redirect (RFC 8252 §7.3)", ErrConfig, redirectURL)
+	switch {
+	case secure && u.Scheme != "https":
+		return nil, "", "", fmt.Errorf("%w: redirect URL %q: scheme must be https when the listener serves TLS", ErrConfig, redirectURL)
+	case !secure && u.Scheme != "http":
+		return nil, "", "", fmt.Errorf("%w: redirect URL %q: scheme must be http for a loopback redirect (RFC 8252 §7.3; https needs a certificate for the listener)", ErrConfig, redirectURL)
 	}
 	if u.Opaque != "" || u.User != nil || u.Fragment != "" {
 		return nil, "", "", fmt.Errorf("%w: redirect URL %q: must not have user info or a fragment (RFC 6749 §3.1.2)", ErrConfig, redirectURL)
 	}
 	host, port := u.Hostname(), u.Port()
 	if port == "" {
-		port = "80"
+		port = map[bool]string{false: "80", true: "443"}[secure]
 	}
 	if port == "0" {
 		return nil, "", "", fmt.Errorf("%w: redirect URL %q: port must be fixed", ErrConfig, redirectURL)

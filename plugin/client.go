@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -274,6 +275,9 @@ func (k *call) renew(ctx context.Context, e *cache.Entry) (*Token, error) {
 		return nil, err
 	}
 	p := k.storedProvider(e, false)
+	if k.o.GrantType == GrantClientCredentials {
+		return k.clientCredentials(ctx, hc, e, p)
+	}
 	if e != nil && e.RefreshToken != "" {
 		l, err := k.resolve(ctx, hc, p)
 		if err != nil {
@@ -325,6 +329,12 @@ func (k *call) resolve(ctx context.Context, hc *http.Client, p *Provider) (*logi
 		}
 	}
 	l := k.src.resolve(p)
+	if l.clientSecret == "" {
+		var err error
+		if l.clientSecret, err = k.o.secret(getenvOr(k.c.Getenv)); err != nil {
+			return nil, err
+		}
+	}
 	k.log.Debug("resolved login", "issuer", p.Issuer, "client_id", l.clientID, "scopes", strings.Join(l.scopes, " "),
 		"redirect_uri", l.redirectURL)
 	return l, nil
@@ -503,12 +513,47 @@ func sameTokens(a, b *cache.Entry) bool {
 	return a != nil && b != nil && a.IDToken == b.IDToken && a.AccessToken == b.AccessToken && a.RefreshToken == b.RefreshToken
 }
 
-// httpClient returns the client for talking to the provider.
+// httpClient returns the client for talking to the provider, sending
+// Options.RequestHeaders with every request.
 func (k *call) httpClient() (*http.Client, error) {
-	if k.c.HTTPClient != nil {
-		return k.c.HTTPClient, nil
+	hc := k.c.HTTPClient
+	if hc == nil {
+		var err error
+		if hc, err = newHTTPClient(k.o); err != nil {
+			return nil, err
+		}
 	}
-	return newHTTPClient(k.o)
+	if len(k.o.RequestHeaders) > 0 {
+		with := *hc
+		with.Transport = headers{base: hc.Transport, set: k.o.RequestHeaders}
+		hc = &with
+	}
+	return hc, nil
+}
+
+// headers is an http.RoundTripper that sets headers on every request.
+type headers struct {
+	base http.RoundTripper // nil means http.DefaultTransport
+	set  map[string]string
+}
+
+func (h headers) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range h.set {
+		r.Header.Set(k, v)
+	}
+	base := h.base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return base.RoundTrip(r)
+}
+
+func getenvOr(getenv func(string) string) func(string) string {
+	if getenv != nil {
+		return getenv
+	}
+	return os.Getenv
 }
 
 func (k *call) authTimeout() time.Duration {

@@ -74,6 +74,9 @@ func (o *Options) FromKey(k cache.Key) {
 		o.IssuerURL, o.FlyteEndpoint = "", ep
 	}
 	o.ClientID, o.AuthParams, o.UseAccessToken = k.ClientID, k.ExtraParams, k.UseAccessToken
+	if k.Grant != "" {
+		o.GrantType = k.Grant
+	}
 	o.ExtraScopes = nil
 	for _, s := range k.Scopes {
 		if s != "openid" || o.FlyteEndpoint != "" {
@@ -140,7 +143,8 @@ func (s flyteSource) scopes() []string {
 // of discovered values, so that the cached path needs no network.
 func (s flyteSource) key() cache.Key {
 	o := s.o
-	return cache.Key{Issuer: flyteKeyPrefix + s.endpoint(), ClientID: o.ClientID, Scopes: s.scopes(), ExtraParams: o.AuthParams, UseAccessToken: o.UseAccessToken}
+	return cache.Key{Issuer: flyteKeyPrefix + s.endpoint(), ClientID: o.ClientID, Scopes: s.scopes(), ExtraParams: o.AuthParams, UseAccessToken: o.UseAccessToken,
+		Grant: o.grantKey()}
 }
 
 func (s flyteSource) discover(ctx context.Context, hc *http.Client, now time.Time) (*Provider, error) {

@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -32,6 +33,9 @@ const (
 	GrantAuthCodeKeyboard = "authcode-keyboard"
 	// GrantDeviceCode is the device authorization grant (RFC 8628).
 	GrantDeviceCode = "device-code"
+	// GrantClientCredentials is the client credentials grant (RFC 6749
+	// §4.4): the client's own token, for CI jobs; no person, no browser.
+	GrantClientCredentials = "client-credentials"
 )
 
 // flow runs one login that needs the person: the browser login, a pasted
@@ -194,12 +198,20 @@ func (f *flow) browser(ctx context.Context) (*tokenResponse, string, error) {
 		RedirectURL:      f.l.redirectURL,
 		ListenAddresses:  f.l.listenAddresses,
 		ResendAuthParams: f.l.resendAuthParams,
+		AfterURL:         f.o.OpenURLAfterAuthentication,
 		OpenBrowser:      f.open,
 		Exchange: func(ctx context.Context, form url.Values) (err error) {
 			r, err = f.tc.token(ctx, f.l.provider.TokenEndpoint, form)
 			return err
 		},
 		Logger: f.log,
+	}
+	if f.o.LocalServerCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.o.LocalServerCert, f.o.LocalServerKey)
+		if err != nil {
+			return nil, "", &setupError{fmt.Errorf("log in: --local-server-cert, --local-server-key: %w", err)}
+		}
+		pl.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	req, err := pl.Run(ctx)
 	switch {
@@ -211,6 +223,43 @@ func (f *flow) browser(ctx context.Context) (*tokenResponse, string, error) {
 		return nil, "", fmt.Errorf("log in: %w", err)
 	}
 	return r, req.Nonce, nil
+}
+
+// clientCredentials gets the client's own token with the client
+// credentials grant (RFC 6749 §4.4): the scopes and, as token request
+// parameters, the extra parameters (audience, resource). No person, no
+// browser: a failure is an error, noted for the processes waiting behind
+// this one, and the next call asks again.
+func (k *call) clientCredentials(ctx context.Context, hc *http.Client, e *cache.Entry, p *Provider) (*Token, error) {
+	l, err := k.resolve(ctx, hc, p)
+	if err != nil {
+		return nil, err
+	}
+	if l.clientSecret == "" {
+		return nil, fmt.Errorf("%w: --grant-type=client-credentials needs the client's secret (--oidc-client-secret-file, -env or --oidc-client-secret)", ErrUsage)
+	}
+	form := url.Values{"grant_type": {"client_credentials"}}
+	for k, v := range l.authParams {
+		form.Set(k, v)
+	}
+	if len(l.scopes) > 0 {
+		form.Set("scope", strings.Join(l.scopes, " "))
+	}
+	r, err := l.client(hc, k.now).token(ctx, l.provider.TokenEndpoint, form)
+	if err == nil && r.IDToken == "" && !l.accessToken {
+		err = errors.New("the client credentials response has no ID token: most providers give a client only an access token; " +
+			"add --oidc-use-access-token (or use latchkey token, which prints the access token)")
+	}
+	if err != nil {
+		err = fmt.Errorf("client credentials grant: %w", err)
+		k.record(e, err, true)
+		return nil, err
+	}
+	next, err := newEntry(ctx, hc, k.now, l, r, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	return k.save(next, l)
 }
 
 // sleep waits d on Client.After, or until ctx is done.

@@ -625,7 +625,7 @@ func TestGrantTypeFlag(t *testing.T) {
 		{arg: "authcode-keyboard", want: GrantAuthCodeKeyboard},
 		{arg: "device-code", want: GrantDeviceCode},
 		{arg: "password", wantErr: "RFC 9700"},
-		{arg: "client-credentials", wantErr: "not a user login"},
+		{arg: "client-credentials", want: GrantClientCredentials},
 		{arg: "implicit", wantErr: "unsupported"},
 	} {
 		var o Options

@@ -102,8 +102,14 @@ func checkIssuerURL(s string) error {
 
 // scopes are openid first, then the extra scopes in order, without
 // duplicates.
+//
+// The client's own access token (client credentials without ID token
+// output) is asked for without openid: there is no ID token to ask for.
 func (s oidcSource) scopes() []string {
-	out := []string{"openid"}
+	var out []string
+	if s.o.GrantType != GrantClientCredentials || !s.o.UseAccessToken {
+		out = append(out, "openid")
+	}
 	for _, v := range s.o.ExtraScopes {
 		if !slices.Contains(out, v) {
 			out = append(out, v)
@@ -114,7 +120,8 @@ func (s oidcSource) scopes() []string {
 
 func (s oidcSource) key() cache.Key {
 	o := s.o
-	return cache.Key{Issuer: o.IssuerURL, ClientID: o.ClientID, Scopes: s.scopes(), ExtraParams: o.AuthParams, UseAccessToken: o.UseAccessToken}
+	return cache.Key{Issuer: o.IssuerURL, ClientID: o.ClientID, Scopes: s.scopes(), ExtraParams: o.AuthParams, UseAccessToken: o.UseAccessToken,
+		Grant: o.grantKey()}
 }
 
 func (s oidcSource) discover(ctx context.Context, hc *http.Client, now time.Time) (*Provider, error) {

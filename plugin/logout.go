@@ -6,6 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/latchkey/latchkey/cache"
 )
@@ -144,4 +148,40 @@ func (k *call) revoke(ctx context.Context, e *cache.Entry) ([]string, error) {
 		done = append(done, t.hint)
 	}
 	return done, nil
+}
+
+// Clean removes every cached login in the cache directory of c.Options,
+// without revoking anything (LogoutAll revokes): the entries, their lock
+// files, leftover temporary files and, for entries kept in the OS keyring,
+// their keyring items. Other files in the directory are left alone. It
+// returns the paths of the entries removed.
+func (c *Client) Clean() ([]string, error) {
+	store := cache.Open(c.Options.CacheDir)
+	ids, err := store.List()
+	if err != nil {
+		return nil, err
+	}
+	// Lock files whose entry is gone are cleaned too.
+	locks, _ := filepath.Glob(filepath.Join(store.Dir, "*.lock"))
+	for _, l := range locks {
+		if id := strings.TrimSuffix(filepath.Base(l), ".lock"); !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	var removed []string
+	for _, id := range ids {
+		s := store
+		if e, err := store.Load(id); err == nil && e.Secrets == cache.SecretsInKeyring {
+			withKeyring := *store
+			withKeyring.Keyring = &cache.Keyring{}
+			s = &withKeyring
+		}
+		if _, err := os.Lstat(store.Path(id)); err == nil {
+			removed = append(removed, store.Path(id))
+		}
+		if err := s.Delete(id); err != nil && !errors.Is(err, cache.ErrInvalidID) {
+			return removed, err
+		}
+	}
+	return removed, nil
 }

@@ -71,7 +71,7 @@ func newHTTPClient(o *Options) (*http.Client, error) {
 	t.TLSHandshakeTimeout = 10 * time.Second
 	t.ResponseHeaderTimeout = requestTimeout
 	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	if len(o.CAFiles) > 0 || len(o.CAData) > 0 || o.InsecureSkipTLSVerify {
+	if len(o.CAFiles) > 0 || len(o.CAData) > 0 || o.InsecureSkipTLSVerify || o.TLSRenegotiation != 0 {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 		if len(o.CAFiles) > 0 || len(o.CAData) > 0 {
 			pool, err := x509.SystemCertPool()
@@ -99,6 +99,7 @@ func newHTTPClient(o *Options) (*http.Client, error) {
 			cfg.RootCAs = pool
 		}
 		cfg.InsecureSkipVerify = o.InsecureSkipTLSVerify
+		cfg.Renegotiation = o.TLSRenegotiation
 		t.TLSClientConfig = cfg
 	}
 	return &http.Client{Transport: t, Timeout: requestTimeout, CheckRedirect: checkRedirect}, nil

@@ -33,6 +33,7 @@ Example kubeconfig user:
 	flags: func(c *cli, fs *flag.FlagSet) func(context.Context) int {
 		var o plugin.Options
 		o.RegisterFlags(fs)
+		ignoreKlogFlags(fs)
 		return func(ctx context.Context) int {
 			req, err := plugin.ParseExecInfo(c.getenv(plugin.ExecInfoEnv))
 			if err != nil {

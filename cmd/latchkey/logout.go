@@ -29,6 +29,7 @@ Examples:
 		o.RegisterProviderFlags(fs)
 		all := fs.Bool("all", false, "log out of every cached login (in --token-cache-dir)")
 		ignoreLoginFlags(fs)
+		ignoreKlogFlags(fs)
 		return func(ctx context.Context) int {
 			cl := c.client(o, false)
 			if !*all {
@@ -75,4 +76,35 @@ func (c *cli) loggedOut(res *plugin.Logout) int {
 		fmt.Fprintf(c.stderr, "latchkey: logged out of %s: removed %s\n", res.Login, res.Path)
 	}
 	return 0
+}
+
+var cleanCommand = command{
+	name:    "clean",
+	summary: "remove every cached login, without revoking anything (logout --all revokes)",
+	usage:   "clean [--token-cache-dir=DIR]",
+	help: `
+Removes the cache entries in the cache directory (and their lock files and
+OS keyring items), as kubelogin's clean does. Nothing is sent to the
+providers: the tokens stay valid until they expire. Other files in the
+directory are left alone.
+
+Example:
+  latchkey clean
+  latchkey clean --token-cache-dir=~/.kube/cache/oidc-login
+`,
+	flags: func(c *cli, fs *flag.FlagSet) func(context.Context) int {
+		var o plugin.Options
+		o.RegisterCacheFlags(fs)
+		return func(context.Context) int {
+			removed, err := c.client(o, false).Clean()
+			for _, p := range removed {
+				fmt.Fprintf(c.stderr, "latchkey: removed %s\n", p)
+			}
+			if err != nil {
+				return c.fail(err)
+			}
+			fmt.Fprintf(c.stderr, "latchkey: removed %d cached logins from %s\n", len(removed), cache.Open(o.CacheDir).Dir)
+			return 0
+		}
+	},
 }

@@ -49,7 +49,7 @@ type command struct {
 }
 
 func commands() []command {
-	return []command{getTokenCommand, tokenCommand, setupCommand, statusCommand, logoutCommand, completionCommand(), versionCommand}
+	return []command{getTokenCommand, tokenCommand, setupCommand, statusCommand, logoutCommand, cleanCommand, completionCommand(), versionCommand}
 }
 
 // run is the whole program but for process setup: it returns the exit code.
@@ -133,6 +133,41 @@ func ignoreLoginFlags(fs *flag.FlagSet) {
 		}
 	})
 }
+
+// klogFlags are the logging flags kubelogin inherits from klog. A
+// kubeconfig that switches from kubelogin may carry them; latchkey accepts
+// them and ignores them: it logs to stderr only, more with -v.
+var klogFlags = []struct {
+	name   string
+	isBool bool
+}{
+	{"add_dir_header", true}, {"alsologtostderr", true}, {"alsologtostderrthreshold", false},
+	{"legacy_stderr_threshold_behavior", true}, {"log_backtrace_at", false}, {"log_dir", false},
+	{"log_file", false}, {"log_file_max_size", false}, {"logtostderr", true}, {"one_output", true},
+	{"skip_headers", true}, {"skip_log_headers", true}, {"stderrthreshold", false}, {"vmodule", false},
+}
+
+// ignoreKlogFlags makes fs accept, without listing them, klogFlags.
+func ignoreKlogFlags(fs *flag.FlagSet) {
+	for _, f := range klogFlags {
+		var v flag.Value = new(discard)
+		if f.isBool {
+			v = new(discardBool)
+		}
+		fs.Var(ignored{v}, f.name, "accepted for kubelogin kubeconfigs; ignored")
+	}
+}
+
+// discard is a flag value that keeps nothing.
+type discard struct{}
+
+func (*discard) String() string   { return "" }
+func (*discard) Set(string) error { return nil }
+
+// discardBool is a boolean flag value that keeps nothing.
+type discardBool struct{ discard }
+
+func (*discardBool) IsBoolFlag() bool { return true }
 
 // listedFlags returns the flags of fs that its help lists: all but the
 // ignored ones.

@@ -29,6 +29,7 @@ Examples:
 	flags: func(c *cli, fs *flag.FlagSet) func(context.Context) int {
 		var o plugin.Options
 		o.RegisterFlags(fs)
+		ignoreKlogFlags(fs)
 		kubeconfig := fs.String("kubeconfig", "", "kubeconfig file to write the user entry into")
 		user := fs.String("user", "oidc", "name of the kubeconfig user")
 		return func(ctx context.Context) int {

@@ -33,6 +33,7 @@ Examples:
 	flags: func(c *cli, fs *flag.FlagSet) func(context.Context) int {
 		var o plugin.Options
 		o.RegisterFlags(fs)
+		ignoreKlogFlags(fs)
 		idToken := fs.Bool("id-token", false, "print the ID token instead of the access token")
 		output := fs.String("output", "token", "what to print: token, header (Authorization: Bearer ...) or json")
 		return func(ctx context.Context) int {
