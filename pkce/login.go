@@ -254,6 +254,11 @@ func (l *Login) validate() error {
 	case l.Exchange == nil:
 		return errors.New("pkce: Exchange is nil")
 	}
+	if l.AfterURL != "" {
+		if u, err := url.Parse(l.AfterURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+			return fmt.Errorf("%w: AfterURL %q is not an absolute http(s) URL", ErrConfig, l.AfterURL)
+		}
+	}
 	return Validate(l.RedirectURL, l.ListenAddresses, l.Request.Params, l.TLS != nil)
 }
 

@@ -159,7 +159,7 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 		}
 		return nil
 	})
-	fs.Func("oidc-use-pkce", "accepted for kubelogin kubeconfigs (deprecated there): PKCE S256 is always used", func(s string) error {
+	fs.BoolFunc("oidc-use-pkce", "accepted for kubelogin kubeconfigs (deprecated there): PKCE S256 is always used", func(s string) error {
 		if v, err := strconv.ParseBool(s); err != nil || !v {
 			return fmt.Errorf("want true: latchkey always uses PKCE")
 		}

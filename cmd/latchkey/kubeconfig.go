@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -48,10 +50,18 @@ func (u execUser) yaml(name string) []string {
 }
 
 // credentialFlags are the flags of `kubectl config set-credentials NAME`
-// that set the user to u. kubectl reads each --exec-arg as a CSV record (a
+// that set the user's exec to u; fields left empty are not set, and kubectl
+// keeps what the user had. kubectl reads each --exec-arg as a CSV record (a
 // comma separates arguments), so each argument is one quoted CSV field.
 func (u execUser) credentialFlags() []string {
-	flags := []string{"--exec-api-version=" + u.APIVersion, "--exec-interactive-mode=" + u.InteractiveMode, "--exec-command=" + u.Command}
+	var flags []string
+	if u.APIVersion != "" {
+		flags = append(flags, "--exec-api-version="+u.APIVersion)
+	}
+	if u.InteractiveMode != "" {
+		flags = append(flags, "--exec-interactive-mode="+u.InteractiveMode)
+	}
+	flags = append(flags, "--exec-command="+u.Command)
 	for _, a := range u.Args {
 		flags = append(flags, "--exec-arg="+`"`+strings.ReplaceAll(a, `"`, `""`)+`"`)
 	}
@@ -76,16 +86,19 @@ func (u execUser) check(name string) error {
 // errNoKubectl reports that setup cannot write a kubeconfig without kubectl.
 var errNoKubectl = errors.New("kubectl is not on PATH; run the kubectl command above to write the user")
 
-// writeUser sets the user called name in the kubeconfig at path to u with
-// `kubectl config set-credentials`: kubectl's own writer, which locks the
-// file and always writes YAML that kubectl loads (latchkey links no YAML
+// writeUsers sets each user of users (by name) in the kubeconfig at path
+// with `kubectl config set-credentials`: kubectl's own writer, which locks
+// the file and always writes YAML that kubectl loads (latchkey links no YAML
 // library: a cached call would pay for its start-up). kubectl keeps the
-// other users, clusters and contexts, and whatever else the user had, but
-// not the file's comments; the file as it was is copied to path.bak first,
-// whose path writeUser returns ("" if there was no file).
-func (c *cli) writeUser(ctx context.Context, path, name string, u execUser) (string, error) {
-	if err := u.check(name); err != nil {
-		return "", err
+// other users, clusters and contexts, and whatever else a user had, but not
+// the file's comments; the file as it was is copied to path.bak first,
+// whose path writeUsers returns ("" if there was no file). Nothing is
+// written if a user cannot be (see execUser.check).
+func (c *cli) writeUsers(ctx context.Context, path string, users map[string]execUser) (string, error) {
+	for name, u := range users {
+		if err := u.check(name); err != nil {
+			return "", err
+		}
 	}
 	kubectl, err := lookPath(c.getenv("PATH"), "kubectl")
 	if err != nil {
@@ -104,14 +117,25 @@ func (c *cli) writeUser(ctx context.Context, path, name string, u execUser) (str
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("read kubeconfig: %w", err)
 	}
-	args := append([]string{"--kubeconfig=" + path, "config", "set-credentials", name}, u.credentialFlags()...)
-	cmd := exec.CommandContext(ctx, kubectl, args...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("write kubeconfig %s with kubectl config set-credentials: %w: %s", path, err, strings.TrimSpace(out.String()))
+	for _, name := range slices.Sorted(maps.Keys(users)) {
+		args := append([]string{"--kubeconfig=" + path, "config", "set-credentials", name}, users[name].credentialFlags()...)
+		if _, err := c.kubectl(ctx, kubectl, args...); err != nil {
+			return bak, fmt.Errorf("write kubeconfig %s: %w", path, err)
+		}
 	}
 	return bak, nil
+}
+
+// kubectl runs kubectl with args and returns its standard output; an error
+// carries what it printed.
+func (c *cli) kubectl(ctx context.Context, kubectl string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, kubectl, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("kubectl %s: %w: %s", strings.Join(args[1:min(len(args), 3)], " "), err, strings.TrimSpace(errb.String()+out.String()))
+	}
+	return out.Bytes(), nil
 }
 
 // lookPath finds an executable called name in the directories of path (a

@@ -42,7 +42,7 @@ func TestWriteUser(t *testing.T) {
 				Args:            []string{"get-token", "--oidc-issuer-url=https://issuer.example.com", "--oidc-extra-scope=a,b: #c" + name, `--x="y"`},
 				InteractiveMode: "IfAvailable",
 			}
-			bak, err := c.writeUser(context.Background(), kc, name, u)
+			bak, err := c.writeUsers(context.Background(), kc, map[string]execUser{name: u})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -84,8 +84,8 @@ func TestWriteUserRefusesControlCharacters(t *testing.T) {
 			name string
 			user execUser
 		}{{bad, execUser{Command: "latchkey"}}, {"oidc", execUser{Command: "latchkey", Args: []string{"get-token", "--x=" + bad}}}} {
-			if _, err := c.writeUser(context.Background(), kc, u.name, u.user); !errors.Is(err, errControl) {
-				t.Errorf("writeUser(%q, %q): %v, want errControl", u.name, u.user.Args, err)
+			if _, err := c.writeUsers(context.Background(), kc, map[string]execUser{u.name: u.user}); !errors.Is(err, errControl) {
+				t.Errorf("writeUsers(%q, %q): %v, want errControl", u.name, u.user.Args, err)
 			}
 		}
 		if b, _ := os.ReadFile(kc); string(b) != orig {
@@ -112,8 +112,8 @@ func TestWriteUserWithoutKubectl(t *testing.T) {
 		return ""
 	}}
 	kc := filepath.Join(t.TempDir(), "config")
-	if _, err := c.writeUser(context.Background(), kc, "oidc", execUser{}); !errors.Is(err, errNoKubectl) {
-		t.Errorf("writeUser without kubectl: %v, want errNoKubectl", err)
+	if _, err := c.writeUsers(context.Background(), kc, map[string]execUser{"oidc": {}}); !errors.Is(err, errNoKubectl) {
+		t.Errorf("writeUsers without kubectl: %v, want errNoKubectl", err)
 	}
 	if _, err := os.Stat(kc); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a kubeconfig was written without kubectl: %v", err)

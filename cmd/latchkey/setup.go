@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -22,9 +23,16 @@ kube-apiserver flags that accept them, a kubeconfig users entry and the
 equivalent kubectl command. With --kubeconfig and --user it runs that kubectl
 command on the file (kubectl must be on PATH), after keeping a .bak copy.
 
+With --from-kubelogin it logs in nowhere: it finds the kubeconfig users whose
+exec runs kubelogin's get-token (kubectl oidc-login get-token, kubelogin
+get-token, kubectl-oidc_login get-token), shows each change, and makes them
+run latchkey get-token with the same flags, keeping everything else.
+
 Examples:
   latchkey setup --oidc-issuer-url=https://dex.example.com --oidc-client-id=kubernetes --oidc-extra-scope=email,groups
   latchkey setup ... --kubeconfig=$HOME/.kube/config --user=oidc
+  latchkey setup --from-kubelogin                 # $KUBECONFIG or ~/.kube/config
+  latchkey setup --from-kubelogin=$HOME/.kube/prod.yaml
 `,
 	flags: func(c *cli, fs *flag.FlagSet) func(context.Context) int {
 		var o plugin.Options
@@ -32,15 +40,16 @@ Examples:
 		ignoreKlogFlags(fs)
 		kubeconfig := fs.String("kubeconfig", "", "kubeconfig file to write the user entry into")
 		user := fs.String("user", "oidc", "name of the kubeconfig user")
+		var from optionalPath
+		fs.Var(&from, "from-kubelogin", "rewrite the kubeconfig users that run kubelogin get-token to run latchkey with the same flags (=KUBECONFIG; default $KUBECONFIG or ~/.kube/config)")
 		return func(ctx context.Context) int {
-			args := append([]string{"get-token"}, reusableArgs(fs, c.args)...)
-			self := "latchkey"
-			if exe, err := os.Executable(); err == nil && !onPath(c.getenv("PATH"), exe) {
-				self = exe
+			if from.set {
+				return c.fromKubelogin(ctx, cmp.Or(from.path, *kubeconfig))
 			}
+			args := append([]string{"get-token"}, reusableArgs(fs, c.args)...)
 			u := execUser{
 				APIVersion:      plugin.APIVersionV1,
-				Command:         self,
+				Command:         c.self(),
 				Args:            args,
 				InteractiveMode: "IfAvailable",
 				InstallHint:     "Install latchkey: go install github.com/latchkey/latchkey/cmd/latchkey@latest",
@@ -58,7 +67,7 @@ Examples:
 			}
 			c.printSetup(c.stdout, &o, tok, *user, u)
 			if *kubeconfig != "" {
-				bak, err := c.writeUser(ctx, *kubeconfig, *user, u)
+				bak, err := c.writeUsers(ctx, *kubeconfig, map[string]execUser{*user: u})
 				if err != nil {
 					return c.fail(err)
 				}
@@ -129,6 +138,15 @@ func reusableArgs(fs *flag.FlagSet, args []string) []string {
 		}
 	}
 	return out
+}
+
+// self is how a kubeconfig runs this latchkey: "latchkey" when that is
+// what PATH finds, else the executable's path.
+func (c *cli) self() string {
+	if exe, err := os.Executable(); err == nil && !onPath(c.getenv("PATH"), exe) {
+		return exe
+	}
+	return "latchkey"
 }
 
 // onPath tells whether exe is what "latchkey" resolves to on path ($PATH).
