@@ -239,4 +239,3 @@ func (h *harness) files() []string {
 	}
 	return out
 }
-
