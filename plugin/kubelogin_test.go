@@ -239,3 +239,28 @@ func (h *harness) files() []string {
 	}
 	return out
 }
+
+// TestFlyteClientCredentials: flytectl's ClientSecret auth type through
+// latchkey token: the client credentials grant at the token endpoint the
+// Flyte deployment advertises, the secret from an environment variable.
+func TestFlyteClientCredentials(t *testing.T) {
+	h := newHarness(t, idptest.Config{ClientSecret: testSecret})
+	f := newFakeFlyte(t, h.idp, localhostRedirect(t))
+	o := h.flyteOptions(f)
+	o.GrantType = GrantClientCredentials
+	o.ClientSecretEnv = "FLYTE_SECRET"
+	o.ExtraScopes = []string{"all"}
+	c := h.client(o)
+	c.Getenv = func(k string) string { return map[string]string{"FLYTE_SECRET": testSecret}[k] }
+	tok, err := c.Token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	form := h.idp.LastToken()
+	if form.Get("grant_type") != "client_credentials" || form.Get("scope") != "all" || form.Get("audience") != "https://flyte.example.com/api" {
+		t.Errorf("token request %v", form)
+	}
+	if e := h.entry(o); tok.Value != e.AccessToken || h.browsers.Load() != 0 {
+		t.Errorf("token is not the access token, or a browser opened")
+	}
+}
