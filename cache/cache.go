@@ -107,6 +107,10 @@ type Entry struct {
 	// RefreshToken is the newest refresh token (RFC 6749 §1.5). With
 	// rotation, older ones are invalid, so only this one is kept.
 	RefreshToken string `json:"refresh_token,omitempty"`
+	// Scope is the scope the provider granted, as its last token response
+	// said (RFC 6749 §5.1: the requested scope when it said nothing), so
+	// that a refresh asks for no more than was granted (§6).
+	Scope string `json:"scope,omitempty"`
 	// Issuer is the issuer identifier of the provider that minted the
 	// tokens. Callers refresh and revoke them only there (RFC 9700 §4.4:
 	// tokens must not reach another authorization server).

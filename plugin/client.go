@@ -18,6 +18,7 @@
 package plugin
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -377,20 +378,31 @@ func mintedBy(e *cache.Entry) string {
 	return p.Issuer
 }
 
-// refresh redeems e's refresh token (RFC 6749 §6), resending the scopes so
-// that providers that narrow them on refresh (Okta) keep the groups claim,
-// and saves the result. A request that reached no token endpoint leaves the
-// refresh token unspent: if fresh metadata name another token endpoint (it
-// moved), the refresh is sent there once. A failure other than a refusal
-// is noted in the entry for the processes waiting behind this one.
+// refresh redeems e's refresh token (RFC 6749 §6) and saves the result. It
+// asks again for the scope the provider granted (no more, §6; resending it
+// keeps the groups claim at providers that narrow a refresh to what is
+// asked, as Okta does), or, if the provider calls that invalid_scope, once
+// more for no scope at all (the original grant). A request that reached no
+// token endpoint leaves the refresh token unspent: if fresh metadata name
+// another token endpoint (it moved), the refresh is sent there once. A
+// failure other than a refusal is noted in the entry for the processes
+// waiting behind this one.
 func (k *call) refresh(ctx context.Context, hc *http.Client, e *cache.Entry, l *login) (*Token, error) {
-	form := url.Values{
+	form := l.tokenForm(url.Values{
 		"grant_type":    {"refresh_token"},
 		"refresh_token": {e.RefreshToken},
-		"scope":         {strings.Join(l.scopes, " ")},
-	}
+		"scope":         {cmp.Or(e.Scope, strings.Join(l.scopes, " "))},
+	})
 	tc := l.client(hc, k.now)
 	r, err := tc.token(ctx, l.provider.TokenEndpoint, form)
+	if errorCode(err) == "invalid_scope" {
+		k.log.Debug("the provider refused the scope on refresh; refreshing for the original grant", "err", err)
+		form.Del("scope")
+		r, err = tc.token(ctx, l.provider.TokenEndpoint, form)
+		if errorCode(err) == "invalid_scope" {
+			err = fmt.Errorf("%w: %w", errRefreshRefused, err)
+		}
+	}
 	if errors.Is(err, errNotDelivered) {
 		if p, derr := k.src.discover(ctx, hc, k.now()); derr == nil && p.Issuer == l.provider.Issuer && p.TokenEndpoint != l.provider.TokenEndpoint {
 			k.log.Debug("token endpoint changed, refreshing again", "token_endpoint", p.TokenEndpoint)

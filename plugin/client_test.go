@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/latchkey/latchkey/cache"
 	"github.com/latchkey/latchkey/pkce"
 	"github.com/latchkey/latchkey/plugin/idptest"
@@ -699,5 +701,77 @@ func TestLogoutAllUsesStoredMetadata(t *testing.T) {
 	}
 	if ids, _ := cache.Open(h.dir).List(); len(ids) != 0 {
 		t.Errorf("entries left: %v", ids)
+	}
+}
+
+// TestRefreshAsksForGrantedScope: a refresh asks for the scope the provider
+// granted, not for every configured one (RFC 6749 §6). oidc-provider drops
+// offline_access without prompt=consent, and Dex its cross-client scope
+// audience:server:client_id:ID; asked again on refresh, both answer
+// invalid_scope, and every later call failed until logout.
+func TestRefreshAsksForGrantedScope(t *testing.T) {
+	h := newHarness(t, idptest.Config{Ungranted: []string{"groups"}})
+	o := h.options()
+	h.mustToken(o)
+	if got := h.entry(o).Scope; got != "openid email offline_access" {
+		t.Errorf("entry's granted scope %q, want the token response's", got)
+	}
+	h.clock.Advance(idptest.DefaultTokenLifetime)
+	h.mustToken(o)
+	cn := h.idp.Counts()
+	if cn.Refresh != 1 || cn.RefreshRejected != 0 || h.browsers.Load() != 1 {
+		t.Errorf("refresh %d (%d rejected), browsers %d; want 1 (0), 1", cn.Refresh, cn.RefreshRejected, h.browsers.Load())
+	}
+	if got := h.idp.LastToken().Get("scope"); got != "openid email offline_access" {
+		t.Errorf("refresh asked for %q, want the granted scope", got)
+	}
+}
+
+// TestRefreshRetriesWithoutScope: a provider that answers invalid_scope to
+// a refresh gets one more try without a scope parameter (the original
+// grant), and the refresh works.
+func TestRefreshRetriesWithoutScope(t *testing.T) {
+	h := newHarness(t, idptest.Config{RefuseRefreshScope: true})
+	o := h.options()
+	h.mustToken(o)
+	h.clock.Advance(idptest.DefaultTokenLifetime)
+	h.mustToken(o)
+	cn := h.idp.Counts()
+	if cn.Refresh != 2 || h.browsers.Load() != 1 || h.idp.LastToken().Has("scope") {
+		t.Errorf("refresh requests %d, browsers %d, last scope %q; want 2 (the second without scope), 1", cn.Refresh, h.browsers.Load(), h.idp.LastToken().Get("scope"))
+	}
+}
+
+// TestResourceOnEveryTokenRequest: with a resource indicator (RFC 8707),
+// the code exchange and every refresh name it too (§2.2): without it
+// oidc-provider hands out an opaque access token, after a refresh as well.
+func TestResourceOnEveryTokenRequest(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	o := h.options()
+	o.AuthParams = map[string]string{"resource": "urn:example:api"}
+	h.mustToken(o)
+	if got := h.idp.LastToken(); got.Get("grant_type") != "authorization_code" || got.Get("resource") != "urn:example:api" {
+		t.Errorf("code exchange %v, want resource", got)
+	}
+	h.clock.Advance(idptest.DefaultTokenLifetime)
+	h.mustToken(o)
+	if got := h.idp.LastToken(); got.Get("grant_type") != "refresh_token" || got.Get("resource") != "urn:example:api" {
+		t.Errorf("refresh %v, want resource", got)
+	}
+}
+
+// TestLogoutUnrevocableAccessToken: oidc-provider revokes the refresh token
+// (and the grant with it), then answers the JWT access token's revocation
+// with 400 unsupported_token_type (RFC 7009 §2.2.1): that is no failure,
+// and the logout says what stays valid.
+func TestLogoutUnrevocableAccessToken(t *testing.T) {
+	h := newHarness(t, idptest.Config{JWTAccessTokensUnrevocable: true})
+	h.mustToken(h.options())
+	res, err := h.client(h.options()).Logout(t.Context())
+	if err != nil || res.RevokeErr != nil {
+		t.Fatalf("Logout = %+v, %v; want no error", res, err)
+	}
+	if !cmp.Equal(res.Revoked, []string{"refresh_token"}) || !cmp.Equal(res.Unrevocable, []string{"access_token"}) {
+		t.Errorf("revoked %v, unrevocable %v", res.Revoked, res.Unrevocable)
 	}
 }

@@ -82,10 +82,10 @@ func (f *flow) device(ctx context.Context) (*tokenResponse, error) {
 	}
 	f.showDeviceCode(ctx, da)
 
-	form := url.Values{
+	form := f.l.tokenForm(url.Values{
 		"grant_type":  {deviceCodeGrantType},
 		"device_code": {da.DeviceCode},
-	}
+	})
 	failures := 0
 	for {
 		// RFC 8628 §3.4: wait the interval before every poll, the first

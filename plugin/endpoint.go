@@ -147,6 +147,16 @@ func errorResponse(resp *http.Response, body []byte) *oauth2.RetrieveError {
 	return &oauth2.RetrieveError{Response: resp, Body: body, ErrorCode: e.Code, ErrorDescription: e.Description, ErrorURI: e.URI}
 }
 
+// errorCode returns the OAuth error code of a token request's error
+// response (RFC 6749 §5.2), or "".
+func errorCode(err error) string {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		return re.ErrorCode
+	}
+	return ""
+}
+
 // failure is what a failed grant means for the caller, whatever the grant.
 type failure int
 

@@ -201,7 +201,7 @@ func (f *flow) browser(ctx context.Context) (*tokenResponse, string, error) {
 		AfterURL:         f.o.OpenURLAfterAuthentication,
 		OpenBrowser:      f.open,
 		Exchange: func(ctx context.Context, form url.Values) (err error) {
-			r, err = f.tc.token(ctx, f.l.provider.TokenEndpoint, form)
+			r, err = f.tc.token(ctx, f.l.provider.TokenEndpoint, f.l.tokenForm(form))
 			return err
 		},
 		Logger: f.log,

@@ -56,7 +56,7 @@ func (f *flow) keyboard(ctx context.Context) (*tokenResponse, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("log in: %w", err)
 	}
-	r, err := f.tc.token(ctx, f.l.provider.TokenEndpoint, req.TokenForm(code, f.l.resendAuthParams))
+	r, err := f.tc.token(ctx, f.l.provider.TokenEndpoint, f.l.tokenForm(req.TokenForm(code, f.l.resendAuthParams)))
 	if err != nil {
 		return nil, "", fmt.Errorf("log in: exchange the authorization code: %w", err)
 	}

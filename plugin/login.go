@@ -49,6 +49,17 @@ func (l *login) request() pkce.Request {
 	}
 }
 
+// tokenForm adds to a token request what every token request of the
+// login carries: the resource indicator of the authorization request
+// (RFC 8707 §2.2), without which a provider that honours it hands out an
+// access token for no resource (opaque, not a JWT), after a refresh too.
+func (l *login) tokenForm(form url.Values) url.Values {
+	if r, ok := l.authParams["resource"]; ok {
+		form.Set("resource", r)
+	}
+	return form
+}
+
 // client returns the client that sends this login's token and revocation
 // requests.
 func (l *login) client(hc *http.Client, now func() time.Time) *tokenClient {

@@ -29,6 +29,10 @@ type Logout struct {
 	Path string
 	// Revoked lists the token types revoked at the provider.
 	Revoked []string
+	// Unrevocable lists the token types the provider does not revoke
+	// (unsupported_token_type, RFC 7009 §2.2.1: JWT access tokens, say).
+	// They stay valid until they expire; it is no failure.
+	Unrevocable []string
 	// RevokeErr is why revocation failed or was skipped; the local entry
 	// is removed regardless.
 	RevokeErr error
@@ -61,7 +65,7 @@ func (c *Client) Logout(ctx context.Context) (*Logout, error) {
 	case err != nil:
 		res.RevokeErr = err
 	default:
-		res.Revoked, res.RevokeErr = k.revoke(ctx, e)
+		res.RevokeErr = k.revoke(ctx, e, res)
 	}
 	if err := k.store.Delete(k.id); err != nil {
 		return res, err
@@ -111,43 +115,49 @@ func (c *Client) LogoutAll(ctx context.Context) ([]Logout, error) {
 }
 
 // revoke revokes e's refresh token, then its access token, with the
-// metadata stored with e (discovered again only if there are none).
-func (k *call) revoke(ctx context.Context, e *cache.Entry) ([]string, error) {
+// metadata stored with e (discovered again only if there are none), noting
+// in res what it revoked.
+func (k *call) revoke(ctx context.Context, e *cache.Entry, res *Logout) error {
 	hc, err := k.httpClient()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	l, err := k.resolve(ctx, hc, k.storedProvider(e, true))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	p := l.provider
 	if minted := mintedBy(e); minted != "" && minted != p.Issuer {
-		return nil, fmt.Errorf("the provider's metadata now names issuer %q, not %q which minted the tokens; they were not sent there", p.Issuer, minted)
+		return fmt.Errorf("the provider's metadata now names issuer %q, not %q which minted the tokens; they were not sent there", p.Issuer, minted)
 	}
 	if p.RevocationEndpoint == "" {
-		return nil, ErrNoRevocation
+		return ErrNoRevocation
 	}
 	tc := l.client(hc, k.now)
-	var done []string
 	for _, t := range []struct{ hint, token string }{{"refresh_token", e.RefreshToken}, {"access_token", e.AccessToken}} {
 		if t.token == "" {
 			continue
 		}
 		resp, body, err := tc.post(ctx, p.RevocationEndpoint, url.Values{"token": {t.token}, "token_type_hint": {t.hint}})
-		switch {
-		case err != nil:
-			return done, fmt.Errorf("revoke %s: %w", t.hint, err)
-		case resp.StatusCode != http.StatusOK:
-			// RFC 7009 §2.2: 200 also for tokens the server does not know.
-			if re := errorResponse(resp, body); re != nil {
-				return done, fmt.Errorf("revoke %s: %s from %s: %s", t.hint, resp.Status, p.RevocationEndpoint, re.ErrorCode)
-			}
-			return done, fmt.Errorf("revoke %s: %s from %s", t.hint, resp.Status, p.RevocationEndpoint)
+		if err != nil {
+			return fmt.Errorf("revoke %s: %w", t.hint, err)
 		}
-		done = append(done, t.hint)
+		// RFC 7009 §2.2: 200, also for tokens the server does not know.
+		if resp.StatusCode == http.StatusOK {
+			res.Revoked = append(res.Revoked, t.hint)
+			continue
+		}
+		re := errorResponse(resp, body)
+		switch {
+		case re == nil:
+			return fmt.Errorf("revoke %s: %s from %s", t.hint, resp.Status, p.RevocationEndpoint)
+		case re.ErrorCode == "unsupported_token_type":
+			res.Unrevocable = append(res.Unrevocable, t.hint)
+		default:
+			return fmt.Errorf("revoke %s: %s from %s: %s", t.hint, resp.Status, p.RevocationEndpoint, re.ErrorCode)
+		}
 	}
-	return done, nil
+	return nil
 }
 
 // Clean removes every cached login in the cache directory of c.Options,

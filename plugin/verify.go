@@ -33,6 +33,10 @@ func newEntry(ctx context.Context, hc *http.Client, now func() time.Time, l *log
 		Expiry:       r.Expiry,
 		RefreshToken: r.RefreshToken,
 		Issuer:       l.provider.Issuer,
+		Scope:        r.Scope,
+	}
+	if e.Scope == "" && prev != nil {
+		e.Scope = prev.Scope
 	}
 	if e.RefreshToken == "" && prev != nil {
 		// RFC 6749 §6: without a new refresh token the old one stays valid.

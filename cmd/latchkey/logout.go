@@ -59,6 +59,12 @@ Examples:
 	},
 }
 
+// tokenNames are token type hints for people: "refresh token and access
+// token".
+func tokenNames(hints []string) string {
+	return strings.ReplaceAll(strings.Join(hints, " and "), "_", " ")
+}
+
 // loggedOut tells the person what a logout did and returns the exit code:
 // 1 if revocation failed.
 func (c *cli) loggedOut(res *plugin.Logout) int {
@@ -71,7 +77,11 @@ func (c *cli) loggedOut(res *plugin.Logout) int {
 		fmt.Fprintf(c.stderr, "latchkey: logged out of %s on this machine (removed %s), but revocation failed: %s\n", res.Login, res.Path, strings.Join(strings.Fields(res.RevokeErr.Error()), " "))
 		return 1
 	case len(res.Revoked) > 0:
-		fmt.Fprintf(c.stderr, "latchkey: logged out of %s: revoked the %s, removed %s\n", res.Login, strings.ReplaceAll(strings.Join(res.Revoked, " and "), "_", " "), res.Path)
+		msg := fmt.Sprintf("latchkey: logged out of %s: revoked the %s", res.Login, tokenNames(res.Revoked))
+		if len(res.Unrevocable) > 0 {
+			msg += fmt.Sprintf(" (the provider does not revoke the %s: it stays valid until it expires)", tokenNames(res.Unrevocable))
+		}
+		fmt.Fprintf(c.stderr, "%s, removed %s\n", msg, res.Path)
 	default:
 		fmt.Fprintf(c.stderr, "latchkey: logged out of %s: removed %s\n", res.Login, res.Path)
 	}

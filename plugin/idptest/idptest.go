@@ -130,6 +130,19 @@ type Config struct {
 	// OmitExpiresIn drops expires_in from token responses (it is only
 	// RECOMMENDED, RFC 6749 §5.1).
 	OmitExpiresIn bool
+	// Ungranted are scopes the server drops from every grant without a
+	// word in the authorization response (the token response's scope then
+	// says what was granted), as oidc-provider drops offline_access without
+	// prompt=consent and Dex its cross-client audience scopes. A refresh
+	// that asks for one is refused with invalid_scope.
+	Ungranted []string
+	// JWTAccessTokensUnrevocable answers the revocation of a token that is
+	// not a refresh token with 400 unsupported_token_type (RFC 7009
+	// §2.2.1), as oidc-provider does for its JWT access tokens.
+	JWTAccessTokensUnrevocable bool
+	// RefuseRefreshScope refuses with invalid_scope any refresh that sends
+	// a scope parameter, even one within the grant.
+	RefuseRefreshScope bool
 	// ClientCredentialsIDToken makes client_credentials responses carry an
 	// ID token when openid is among the scopes, as Keycloak's do; without it
 	// they carry an access token only, as oidc-provider's and Okta's do.
@@ -546,6 +559,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	scopes = slices.DeleteFunc(scopes, func(sc string) bool { return slices.Contains(cfg.Ungranted, sc) })
 	code := rand.Text()
 	s.mu.Lock()
 	s.codes[code] = &authCode{
@@ -818,6 +832,9 @@ func (s *Server) refreshGrant(form url.Values, cfg Config) (*tokenResponse, *tok
 		return nil, badRequest(errInvalidGrant, "refresh token issued to another client")
 	}
 	scopes := rt.family.scopes
+	if _, ok := form["scope"]; ok && cfg.RefuseRefreshScope {
+		return nil, badRequest(errInvalidScope, "scope not accepted on refresh")
+	}
 	if _, ok := form["scope"]; ok {
 		scopes = strings.Fields(form.Get("scope"))
 		for _, sc := range scopes {
@@ -936,10 +953,15 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	if rt := s.refresh[form.Get("token")]; rt != nil && rt.family.clientID == cfg.ClientID {
+	rt := s.refresh[form.Get("token")]
+	if rt != nil && rt.family.clientID == cfg.ClientID {
 		rt.family.revoked = true
 	}
 	s.mu.Unlock()
+	if rt == nil && cfg.JWTAccessTokensUnrevocable {
+		writeTokenError(w, badRequest("unsupported_token_type", "JWT access tokens cannot be revoked"))
+		return
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 }
