@@ -78,6 +78,11 @@ func (t *tokenClient) post(ctx context.Context, endpoint string, form url.Values
 	if t.clientSecret != "" {
 		req.SetBasicAuth(url.QueryEscape(t.clientID), url.QueryEscape(t.clientSecret))
 	}
+	// A POST is not retried on a kept-alive connection the server closed
+	// as the request went out (Node, hence oidc-provider, closes idle
+	// connections after 5 s: the browser login and the device polls wait
+	// longer). These requests are few: each goes on a new connection.
+	t.hc.CloseIdleConnections()
 	resp, err := t.hc.Do(req)
 	if err != nil {
 		return nil, nil, err
