@@ -20,16 +20,18 @@ const maxJWTBytes = 64 << 10
 // Claims are the registered and OpenID Connect claims latchkey reads from a
 // token (RFC 7519 §4.1, OpenID Connect Core §2 and §5.1).
 type Claims struct {
-	Issuer        string    `json:"iss"`
-	Subject       string    `json:"sub"`
-	Audience      []string  `json:"aud"`
-	Expiry        time.Time `json:"exp"`
-	IssuedAt      time.Time `json:"iat"`
-	Email         string    `json:"email"`
-	EmailVerified bool      `json:"email_verified"`
-	Groups        []string  `json:"groups"`
-	Name          string    `json:"name"`
-	Username      string    `json:"preferred_username"`
+	Issuer   string    `json:"iss"`
+	Subject  string    `json:"sub"`
+	Audience []string  `json:"aud"`
+	Expiry   time.Time `json:"exp"`
+	IssuedAt time.Time `json:"iat"`
+	Email    string    `json:"email"`
+	// EmailVerified is email_verified; nil when the token has none (some
+	// providers leave it out unless configured, LemonLDAP::NG for one).
+	EmailVerified *bool    `json:"email_verified"`
+	Groups        []string `json:"groups"`
+	Name          string   `json:"name"`
+	Username      string   `json:"preferred_username"`
 }
 
 // ParseClaims decodes the claims of a JWT (RFC 7519 §7.2 steps 1-6, 10)
@@ -79,7 +81,10 @@ func ParseClaims(token string) (*Claims, error) {
 		return nil, fmt.Errorf("%w: iat: %v", ErrNotJWT, err)
 	}
 	// email_verified is a boolean, but some providers send "true".
-	c.EmailVerified = string(raw.EmailVerified) == "true" || string(raw.EmailVerified) == `"true"`
+	if len(raw.EmailVerified) > 0 && string(raw.EmailVerified) != "null" {
+		v := string(raw.EmailVerified) == "true" || string(raw.EmailVerified) == `"true"`
+		c.EmailVerified = &v
+	}
 	return c, nil
 }
 

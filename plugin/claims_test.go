@@ -23,7 +23,7 @@ func TestParseClaims(t *testing.T) {
 	want := &Claims{
 		Issuer: "https://i", Subject: "u1", Audience: []string{"c"},
 		Expiry: time.Unix(1800000000, 0).UTC(), IssuedAt: time.Unix(1799996400, 5e8).UTC(),
-		Email: "a@b", EmailVerified: true, Groups: []string{"x", "y"}, Username: "a",
+		Email: "a@b", EmailVerified: ptr(true), Groups: []string{"x", "y"}, Username: "a",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -32,7 +32,7 @@ func TestParseClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cmp.Equal(got.Audience, []string{"c", "d"}) || !cmp.Equal(got.Groups, []string{"solo"}) || !got.EmailVerified {
+	if !cmp.Equal(got.Audience, []string{"c", "d"}) || !cmp.Equal(got.Groups, []string{"solo"}) || got.EmailVerified == nil || !*got.EmailVerified {
 		t.Errorf("aud/groups/email_verified = %v/%v/%v", got.Audience, got.Groups, got.EmailVerified)
 	}
 }
@@ -70,3 +70,5 @@ func FuzzParseClaims(f *testing.F) {
 		}
 	})
 }
+
+func ptr[T any](v T) *T { return &v }

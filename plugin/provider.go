@@ -131,6 +131,12 @@ func discover(ctx context.Context, hc *http.Client, issuer string, now time.Time
 		return nil, fmt.Errorf("%w: %w", ErrDiscovery, err)
 	}
 	if p.Issuer != issuer {
+		if strings.TrimSuffix(p.Issuer, "/") == strings.TrimSuffix(issuer, "/") {
+			// LemonLDAP::NG's issuer ends with a slash, and issuers are
+			// compared exactly (OpenID Connect Discovery §4.3).
+			return nil, fmt.Errorf("%w: %s says its issuer is %q, not %q: they differ in the trailing slash, which counts; use --oidc-issuer-url=%s",
+				ErrDiscovery, u, p.Issuer, issuer, p.Issuer)
+		}
 		return nil, fmt.Errorf("%w: %s says its issuer is %q, want %q", ErrDiscovery, u, p.Issuer, issuer)
 	}
 	if p.AuthorizationEndpoint == "" || p.TokenEndpoint == "" || p.JWKSURI == "" {

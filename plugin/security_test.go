@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -76,5 +77,33 @@ func TestRefreshForAnotherSubject(t *testing.T) {
 	}
 	if got := h.browsers.Load(); got != 1 {
 		t.Errorf("browsers opened = %d, want 1", got)
+	}
+}
+
+// TestUnsignedIDToken: an unsecured ID token (alg none) is refused with
+// words a person understands; LemonLDAP::NG's, told not to sign, was
+// reported as "compact JWS format must have three parts".
+func TestUnsignedIDToken(t *testing.T) {
+	payload := base64.RawURLEncoding.EncodeToString([]byte(`{"iss":"https://i","sub":"s","aud":"c","exp":4102444800}`))
+	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`))
+	l := &login{provider: &Provider{Issuer: "https://i"}, clientID: "c"}
+	for _, raw := range []string{header + "." + payload, header + "." + payload + "."} {
+		_, err := verifyIDToken(t.Context(), http.DefaultClient, time.Now, l, raw, "")
+		if err == nil || !strings.Contains(err.Error(), "not signed") {
+			t.Errorf("verify %q: %v, want an error saying the token is not signed", raw, err)
+		}
+	}
+}
+
+// TestIssuerTrailingSlash: an issuer that differs from the configured one
+// only by a trailing slash (LemonLDAP::NG's has one) is still refused, and
+// the error names the flag that fixes it.
+func TestIssuerTrailingSlash(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	o := h.options()
+	o.IssuerURL += "/"
+	_, err := h.token(o)
+	if !errors.Is(err, ErrDiscovery) || !strings.Contains(err.Error(), "--oidc-issuer-url="+h.idp.URL) || h.browsers.Load() != 0 {
+		t.Errorf("Token = %v, want ErrDiscovery naming --oidc-issuer-url=%s", err, h.idp.URL)
 	}
 }

@@ -2,10 +2,12 @@ package plugin
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -77,6 +79,9 @@ func newEntry(ctx context.Context, hc *http.Client, now func() time.Time, l *log
 // azp and, after a login, its nonce (OpenID Connect Core §3.1.3.7). Keys
 // the provider rotated in are fetched and kept in l.provider.
 func verifyIDToken(ctx context.Context, hc *http.Client, now func() time.Time, l *login, raw, nonce string) (*oidc.IDToken, error) {
+	if unsigned(raw) {
+		return nil, errors.New("verify ID token: it is not signed (alg none): latchkey takes only signed ID tokens; have the provider sign them (RS256 or ES256)")
+	}
 	ks := &keySet{hc: hc, p: l.provider, now: now()}
 	algs := make([]string, len(signingAlgs))
 	for i, a := range signingAlgs {
@@ -145,6 +150,24 @@ func (k *keySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 	}
 	k.p.JWKS, k.p.FetchedAt = raw, k.now
 	return verifyWith(jws, raw)
+}
+
+// unsigned tells whether jwt is an unsecured JWT (RFC 7519 §6: alg none,
+// an empty signature, or none at all, as LemonLDAP::NG sends when told not
+// to sign).
+func unsigned(jwt string) bool {
+	parts := strings.Split(jwt, ".")
+	if len(parts) < 2 || len(parts) > 3 {
+		return false
+	}
+	h, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil {
+		return false
+	}
+	var header struct {
+		Alg string `json:"alg"`
+	}
+	return json.Unmarshal(h, &header) == nil && strings.EqualFold(header.Alg, "none")
 }
 
 // signingAlgs are the JWS algorithms latchkey accepts for ID tokens; "none"

@@ -314,3 +314,43 @@ func TestCommandHelp(t *testing.T) {
 		t.Errorf("version --help prints Flags:\n%s", r.stdout)
 	}
 }
+
+// TestAPIServerFlags: setup proposes only claims the ID token has.
+// oidc-provider puts email in the code flow's ID token only when asked
+// (claims parameter), and LemonLDAP::NG sends no email_verified and, unless
+// mapped, no groups: setup once proposed email and groups for such tokens,
+// and the API server would have rejected every request.
+func TestAPIServerFlags(t *testing.T) {
+	yes, no := true, false
+	for _, tt := range []struct {
+		name      string
+		cl        plugin.Claims
+		want      []string
+		wantNotes []string
+	}{
+		{"Dex", plugin.Claims{Subject: "C2lk", Email: "a@b", EmailVerified: &yes, Groups: []string{"g"}},
+			[]string{"--oidc-username-claim=email", "--oidc-groups-claim=groups"}, nil},
+		{"oidc-provider, no claims asked", plugin.Claims{Subject: "u1"},
+			[]string{"--oidc-username-claim=sub", "--oidc-username-prefix=oidc:"}, []string{"no email claim", "claims=", "no groups claim"}},
+		{"LemonLDAP::NG", plugin.Claims{Subject: "dwho", Email: "dwho@example.com", Username: "dwho"},
+			[]string{"--oidc-username-claim=email"}, []string{"no groups claim"}},
+		{"unverified email", plugin.Claims{Subject: "x", Email: "x@y", EmailVerified: &no, Username: "x", Groups: []string{"g"}},
+			[]string{"--oidc-username-claim=preferred_username", "--oidc-username-prefix=oidc:", "--oidc-groups-claim=groups"}, []string{"email_verified is false"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			flags, notes := apiserverFlags(&tt.cl)
+			if !slices.Equal(flags, tt.want) {
+				t.Errorf("flags %q, want %q", flags, tt.want)
+			}
+			all := strings.Join(notes, "\n")
+			for _, n := range tt.wantNotes {
+				if !strings.Contains(all, n) {
+					t.Errorf("notes %q lack %q", notes, n)
+				}
+			}
+			if len(tt.wantNotes) == 0 && len(notes) > 0 {
+				t.Errorf("notes %q, want none", notes)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -84,17 +85,31 @@ Examples:
 
 func (c *cli) printSetup(w io.Writer, o *plugin.Options, tok *plugin.Token, name string, u execUser) {
 	fmt.Fprintln(w, "## Logged in")
-	if cl, err := plugin.ParseClaims(tok.Entry.IDToken); err == nil {
+	cl, err := plugin.ParseClaims(tok.Entry.IDToken)
+	if err != nil {
+		cl = &plugin.Claims{}
+	} else {
 		fmt.Fprintf(w, "  issuer:   %s\n  subject:  %s\n", cl.Issuer, cl.Subject)
 		if cl.Email != "" {
-			fmt.Fprintf(w, "  email:    %s (verified: %t)\n", cl.Email, cl.EmailVerified)
+			verified := "not said"
+			if cl.EmailVerified != nil {
+				verified = strconv.FormatBool(*cl.EmailVerified)
+			}
+			fmt.Fprintf(w, "  email:    %s (verified: %s)\n", cl.Email, verified)
 		}
 		if len(cl.Groups) > 0 {
 			fmt.Fprintf(w, "  groups:   %s\n", strings.Join(cl.Groups, ", "))
 		}
 		fmt.Fprintf(w, "  expires:  %s (in %s)\n", cl.Expiry.Format(time.RFC3339), time.Until(cl.Expiry).Round(time.Second))
 	}
-	fmt.Fprintf(w, "\n## kube-apiserver flags that accept these tokens\n  --oidc-issuer-url=%s\n  --oidc-client-id=%s\n  --oidc-username-claim=email\n  --oidc-groups-claim=groups\n", o.IssuerURL, o.ClientID)
+	flags, notes := apiserverFlags(cl)
+	fmt.Fprintf(w, "\n## kube-apiserver flags that accept these tokens\n  --oidc-issuer-url=%s\n  --oidc-client-id=%s\n", cmp.Or(cl.Issuer, o.IssuerURL), o.ClientID)
+	for _, f := range flags {
+		fmt.Fprintf(w, "  %s\n", f)
+	}
+	for _, n := range notes {
+		fmt.Fprintf(w, "  # %s\n", n)
+	}
 	fmt.Fprintln(w, "\n## kubeconfig user")
 	fmt.Fprintf(w, "users:\n%s\n", strings.Join(u.yaml(name), "\n"))
 	fmt.Fprintln(w, "\n## or run")
@@ -103,6 +118,36 @@ func (c *cli) printSetup(w io.Writer, o *plugin.Options, tok *plugin.Token, name
 		cmd = append(cmd, shQuote(a))
 	}
 	fmt.Fprintf(w, "  %s\n", strings.Join(cmd, " \\\n    "))
+}
+
+// apiserverFlags returns the username and groups flags of kube-apiserver
+// for an ID token with claims cl, naming only claims the token has (an API
+// server told to read a claim a token lacks rejects every request with
+// it), and notes on what is missing and how to get it.
+func apiserverFlags(cl *plugin.Claims) (flags, notes []string) {
+	switch {
+	case cl.Email != "" && (cl.EmailVerified == nil || *cl.EmailVerified):
+		flags = append(flags, "--oidc-username-claim=email")
+	case cl.Username != "":
+		flags = append(flags, "--oidc-username-claim=preferred_username", "--oidc-username-prefix=oidc:")
+	default:
+		flags = append(flags, "--oidc-username-claim=sub", "--oidc-username-prefix=oidc:")
+	}
+	switch {
+	case cl.Email == "":
+		notes = append(notes, "the ID token has no email claim: ask for it with --oidc-extra-scope=email; certified providers that put "+
+			"scope claims in the userinfo response only (oidc-provider) also need "+
+			`--oidc-auth-request-extra-params=claims={"id_token":{"email":null}}`+" (or the provider's setting to put them in the ID token)")
+	case cl.EmailVerified != nil && !*cl.EmailVerified:
+		notes = append(notes, "email_verified is false: kube-apiserver refuses email as the user name then")
+	}
+	if len(cl.Groups) > 0 {
+		flags = append(flags, "--oidc-groups-claim=groups")
+	} else {
+		notes = append(notes, "the ID token has no groups claim: ask for it with --oidc-extra-scope=groups (Dex, Okta), or map groups into "+
+			"the ID token at the provider")
+	}
+	return flags, notes
 }
 
 // reusableArgs returns the flags of args that belong in a kubeconfig: all
