@@ -30,7 +30,8 @@ type Key struct {
 	// does not affect the ID; a nil and an empty map are the same.
 	ExtraParams map[string]string `json:"extra_params,omitempty"`
 	// UseAccessToken reports whether the access token, rather than the ID
-	// token, is handed to Kubernetes.
+	// token, is handed to Kubernetes. latchkey no longer sets it (one login
+	// serves both tokens); entries written before keep it.
 	UseAccessToken bool `json:"use_access_token,omitempty"`
 	// Grant names the grant when the tokens are the client's own rather
 	// than a person's: "client-credentials" (RFC 6749 §4.4). Empty for a

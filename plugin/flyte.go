@@ -143,8 +143,7 @@ func (s flyteSource) scopes() []string {
 // of discovered values, so that the cached path needs no network.
 func (s flyteSource) key() cache.Key {
 	o := s.o
-	return cache.Key{Issuer: flyteKeyPrefix + s.endpoint(), ClientID: o.ClientID, Scopes: s.scopes(), ExtraParams: o.AuthParams, UseAccessToken: o.UseAccessToken,
-		Grant: o.grantKey()}
+	return cache.Key{Issuer: flyteKeyPrefix + s.endpoint(), ClientID: o.ClientID, Scopes: s.scopes(), ExtraParams: o.AuthParams, Grant: o.grantKey()}
 }
 
 func (s flyteSource) discover(ctx context.Context, hc *http.Client, now time.Time) (*Provider, error) {

@@ -317,7 +317,7 @@ func TestFlyteFlagsAndKey(t *testing.T) {
 		t.Errorf("Validate with only --flyte-endpoint: %v", err)
 	}
 	k := o.Key()
-	want := cache.Key{Issuer: "flyte:https://flyte.example.com", UseAccessToken: true}
+	want := cache.Key{Issuer: "flyte:https://flyte.example.com"}
 	if diff := cmp.Diff(want, k); diff != "" {
 		t.Errorf("Key (-want +got):\n%s", diff)
 	}

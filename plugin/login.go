@@ -72,7 +72,10 @@ func (l *login) client(hc *http.Client, now func() time.Time) *tokenClient {
 type source interface {
 	// validate reports options this source cannot log in with.
 	validate() error
-	// key is the cache key of the login, known without the network.
+	// key is the cache key of the login, known without the network. It
+	// names a login, not the token printed: the ID token and the access
+	// token come from one login (Dex keeps one refresh token per user and
+	// client, so two logins would spend each other's).
 	key() cache.Key
 	// discover fetches the provider's metadata.
 	discover(ctx context.Context, hc *http.Client, now time.Time) (*Provider, error)
@@ -131,8 +134,7 @@ func (s oidcSource) scopes() []string {
 
 func (s oidcSource) key() cache.Key {
 	o := s.o
-	return cache.Key{Issuer: o.IssuerURL, ClientID: o.ClientID, Scopes: s.scopes(), ExtraParams: o.AuthParams, UseAccessToken: o.UseAccessToken,
-		Grant: o.grantKey()}
+	return cache.Key{Issuer: o.IssuerURL, ClientID: o.ClientID, Scopes: s.scopes(), ExtraParams: o.AuthParams, Grant: o.grantKey()}
 }
 
 func (s oidcSource) discover(ctx context.Context, hc *http.Client, now time.Time) (*Provider, error) {

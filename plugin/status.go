@@ -13,6 +13,7 @@ type Status struct {
 	ClientID          string            `json:"client_id,omitempty"`
 	Subject           string            `json:"subject,omitempty"`
 	Email             string            `json:"email,omitempty"`
+	Username          string            `json:"preferred_username,omitempty"`
 	Groups            []string          `json:"groups,omitempty"`
 	Scopes            []string          `json:"scopes,omitempty"`
 	ExtraParams       map[string]string `json:"extra_params,omitempty"`
@@ -73,7 +74,7 @@ func (s *Status) describe(e *cache.Entry) {
 	}
 	if e.IDToken != "" {
 		if cl, err := ParseClaims(e.IDToken); err == nil {
-			s.Subject, s.Email, s.Groups = cl.Subject, cl.Email, cl.Groups
+			s.Subject, s.Email, s.Username, s.Groups = cl.Subject, cl.Email, cl.Username, cl.Groups
 			if s.Issuer == "" {
 				s.Issuer = cl.Issuer
 			}

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -297,8 +296,7 @@ func TestExecAuthenticator(t *testing.T) {
 }
 
 func (e *env) key() cache.Key {
-	o := plugin.Options{IssuerURL: e.idp.URL, ClientID: idptest.DefaultClientID, ExtraScopes: []string{"email", "groups"},
-		UseAccessToken: slices.Contains(e.extra, "--oidc-use-access-token")}
+	o := plugin.Options{IssuerURL: e.idp.URL, ClientID: idptest.DefaultClientID, ExtraScopes: []string{"email", "groups"}}
 	return o.Key()
 }
 

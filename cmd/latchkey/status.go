@@ -46,9 +46,11 @@ Examples:
 			}
 			now := time.Now()
 			tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ISSUER\tCLIENT\tSUBJECT\tSCOPES\tID TOKEN\tACCESS TOKEN\tREFRESH\tFILE")
+			fmt.Fprintln(tw, "ISSUER\tCLIENT\tUSER\tSCOPES\tID TOKEN\tACCESS TOKEN\tREFRESH\tFILE")
 			for _, s := range st {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", or(s.Issuer, "?"), or(s.ClientID, "?"), or(s.Subject, "-"),
+				// Who, as people know them: Dex's subject is opaque.
+				user := or(s.Email, or(s.Username, or(s.Subject, "-")))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", or(s.Issuer, "?"), or(s.ClientID, "?"), user,
 					or(strings.Join(s.Scopes, ","), "-"), until(s.IDTokenExpiry, now), until(s.AccessTokenExpiry, now), refresh(s), s.Path)
 			}
 			tw.Flush()
