@@ -1,9 +1,14 @@
-// Command browser-chromedp logs in to Dex's password form in a real, headless
+// Command browser-chromedp logs in to Dex's password form, or to
+// oidc-provider's devInteractions login and consent pages, in a real, headless
 // Chromium driven through the DevTools protocol (github.com/chromedp/chromedp).
 // latchkey runs it as --browser-command with the authorization URL as the last
-// argument. It starts Chromium with a fresh profile, fills the form (ids
-// login, password, submit-login), waits until the browser shows latchkey's
-// loopback callback page, and exits 0.
+// argument. It starts Chromium with a fresh profile, fills the form (Dex: ids
+// login, password, submit-login; oidc-provider: inputs login and password,
+// then "Continue" on the consent page), waits until the browser shows
+// latchkey's loopback callback page, and exits 0.
+//
+// Chromium resolves no host name but loopback ones (oidc-provider's pages
+// import a web font from the internet; the suite must not depend on it).
 //
 // Chromium has to trust the IdP's throwaway CA. The driver does not disable
 // certificate checks: it verifies the IdP's chain itself against the CA file
@@ -90,6 +95,7 @@ func run() error {
 		chromedp.Flag("disable-default-apps", true),
 		chromedp.Flag("password-store", "basic"),
 		chromedp.Flag("use-mock-keychain", true),
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1, EXCLUDE [::1]"),
 	}
 	if os.Getenv("E2E_BROWSER_DEBUG") != "" {
 		// Chromium is chatty (dbus, GCM); its output is in the start error anyway.
@@ -108,30 +114,39 @@ func run() error {
 	defer cancelBrowser()
 
 	start := time.Now()
-	if err := chromedp.Do(bctx,
-		chromedp.Navigate(c.AuthURL.String()),
-		chromedp.WaitVisible(chromedp.ID("login")),
-		chromedp.SendKeys(chromedp.ID("login"), c.User),
-		chromedp.SendKeys(chromedp.ID("password"), c.Password),
-		chromedp.Click(chromedp.ID("submit-login")),
-	); err != nil {
-		loc, _ := chromedp.Run(bctx, chromedp.Location())
-		return fmt.Errorf("fill the login form (page %s): %w", redact(loc), err)
+	if err := chromedp.Do(bctx, chromedp.Navigate(c.AuthURL.String())); err != nil {
+		return fmt.Errorf("open the authorization URL: %w", err)
 	}
-	// Dex answers the POST with redirects to latchkey's callback; wait until
-	// the browser shows it, fully loaded.
+	// Each page of the login is acted on once: Dex's password form, or
+	// oidc-provider's login page and then its consent page; the IdP then
+	// redirects to latchkey's callback. Wait until the browser shows it, fully
+	// loaded.
+	done := map[string]bool{} // page kind + location already acted on
+	// E2E_AFTER_URL: latchkey's --open-url-after-authentication sends the
+	// browser on from its callback; the login ends there.
+	after := os.Getenv("E2E_AFTER_URL")
 	for {
 		loc, err := chromedp.Run(bctx, chromedp.Location())
+		if err == nil && after != "" && strings.HasPrefix(loc, after) {
+			fmt.Fprintf(os.Stderr, "browser-chromedp: sent on to %s after %v\n", after, time.Since(start).Round(time.Millisecond))
+			return nil
+		}
 		if err == nil {
-			if bad, _ := chromedp.Run(bctx, chromedp.Evaluate[bool](`!!document.getElementById("login-error")`)); bad {
-				return fmt.Errorf("dex refused the credentials of %s", c.User)
-			}
-			if u, perr := url.Parse(loc); perr == nil && login.IsCallback(u, redirect) {
+			if u, perr := url.Parse(loc); perr == nil && after == "" && login.IsCallback(u, redirect) {
 				state, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.readyState`))
 				if err == nil && state == "complete" {
 					text, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
 					fmt.Fprintf(os.Stderr, "browser-chromedp: callback page shown after %v: %.200q\n", time.Since(start).Round(time.Millisecond), text)
 					return nil
+				}
+			} else if kind, err := chromedp.Run(bctx, chromedp.Evaluate[string](pageKindJS)); err == nil && !done[kind+" "+loc] {
+				acted, err := act(bctx, kind, c)
+				if err != nil {
+					body, _ := chromedp.Run(bctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
+					return fmt.Errorf("%s (page %s: %.300q)", err, redact(loc), body)
+				}
+				if acted {
+					done[kind+" "+loc] = true
 				}
 			}
 		}
@@ -143,6 +158,54 @@ func run() error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// pageKindJS tells which IdP page the browser shows: dex-login (ids login,
+// password, submit-login), dex-error (id login-error: wrong credentials),
+// op-login (oidc-provider's devInteractions login: inputs login and
+// password), op-consent (its consent page: hidden prompt=consent),
+// op-error (its error page), or other (a redirect in flight, a page still
+// loading).
+const pageKindJS = `(() => {
+	if (!document.body) return "other";
+	if (document.getElementById("login-error")) return "dex-error";
+	if (document.getElementById("login") && document.getElementById("password") && document.getElementById("submit-login")) return "dex-login";
+	if (document.title.startsWith("oops! something went wrong")) return "op-error";
+	if (document.querySelector("form input[name=login]") && document.querySelector("form input[name=password]") &&
+		document.querySelector("form button[type=submit]")) return "op-login";
+	if (document.querySelector("form input[name=prompt][value=consent]") && document.querySelector("form button[type=submit]")) return "op-consent";
+	return "other";
+})()`
+
+// act fills in and submits the page of kind; it reports whether it did
+// something, and fails on an IdP error page.
+func act(bctx context.Context, kind string, c *login.Config) (bool, error) {
+	switch kind {
+	case "dex-error":
+		return false, fmt.Errorf("dex refused the credentials of %s", c.User)
+	case "op-error":
+		return false, errors.New("oidc-provider shows an error page")
+	case "dex-login":
+		return true, chromedp.Do(bctx,
+			chromedp.WaitVisible(chromedp.ID("login")),
+			chromedp.SendKeys(chromedp.ID("login"), c.User),
+			chromedp.SendKeys(chromedp.ID("password"), c.Password),
+			chromedp.Click(chromedp.ID("submit-login")),
+		)
+	case "op-login":
+		// devInteractions accepts any login and password; the login becomes
+		// the account id.
+		return true, chromedp.Do(bctx,
+			chromedp.WaitVisible(chromedp.CSS(`form input[name=login]`)),
+			chromedp.SendKeys(chromedp.CSS(`form input[name=login]`), c.User),
+			chromedp.SendKeys(chromedp.CSS(`form input[name=password]`), c.Password),
+			chromedp.Click(chromedp.CSS(`form button[type=submit]`)),
+		)
+	case "op-consent":
+		// "Continue" on the Authorize page grants what the client asked for.
+		return true, chromedp.Do(bctx, chromedp.Click(chromedp.CSS(`form button[type=submit]`)))
+	}
+	return false, nil
 }
 
 // trustedSPKIs connects to the URL's host, verifies the served chain against

@@ -1,7 +1,8 @@
-// Command browser-http logs in to Dex's password form with net/http and a
-// cookie jar, for the e2e scenarios that do not need a real browser. It
-// submits the forms Dex shows, one after another: the device page's user
-// code, the password form, the approval screen.
+// Command browser-http logs in to Dex's password form, or to oidc-provider's
+// devInteractions pages, with net/http and a cookie jar, for the e2e
+// scenarios that do not need a real browser. It submits the forms the IdP
+// shows, one after another: the device page's user code (and oidc-provider's
+// confirmation of it), the password form, the approval (consent) screen.
 //
 // Modes (-mode or E2E_BROWSER_MODE, see package login):
 //
@@ -15,7 +16,7 @@
 //   - device: the URL is a device verification URI (RFC 8628 §3.3); it
 //     submits the user code (-user-code, or the one the page filled in from
 //     verification_uri_complete), logs in, grants access, and exits 0 on
-//     Dex's "Login Successful" page.
+//     Dex's "Login Successful" page (oidc-provider's "Sign-in Success").
 //
 // Settings come from flags or the environment (see package login). Nothing
 // but the redirect mode's URL is written to stdout.
@@ -105,7 +106,8 @@ func run() error {
 			fmt.Fprintf(os.Stderr, "browser-http: stopped at the redirect to %s\n", redactURL(loc))
 			_, err = fmt.Println(loc.String())
 			return err
-		case c.Mode == login.ModeDevice && resp.StatusCode == http.StatusOK && strings.Contains(string(body), "Login Successful"):
+		case c.Mode == login.ModeDevice && resp.StatusCode == http.StatusOK &&
+			(strings.Contains(string(body), "Login Successful") || strings.Contains(string(body), "<h1>Sign-in Success</h1>")):
 			fmt.Fprintf(os.Stderr, "browser-http: device login approved (%s)\n", redactURL(resp.Request.URL))
 			return nil
 		}
@@ -130,14 +132,19 @@ type form struct {
 	values url.Values
 }
 
-// nextForm picks the form of a Dex page and fills it in: the password form
-// (ids login and password), the device page's user code (id user_code), or
-// the approval screen's grant button (approval=approve). A page that says
-// the previous input was wrong is an error.
+// nextForm picks the form of an IdP page and fills it in: the password form
+// (inputs login and password: Dex's and oidc-provider's), the device page's
+// user code (input user_code; oidc-provider's confirmation form has it too,
+// hidden), Dex's approval screen (approval=approve) or oidc-provider's
+// consent screen (prompt=consent). A page that says the previous input was
+// wrong, or oidc-provider's error page, is an error.
 func nextForm(page *url.URL, body []byte, c *login.Config) (*form, error) {
 	s := string(body)
 	if strings.Contains(s, `id="login-error"`) {
 		return nil, fmt.Errorf("%s says the input was wrong: %.300q", redactURL(page), body)
+	}
+	if strings.Contains(s, "<title>oops! something went wrong</title>") || strings.Contains(s, `<p class="red">`) {
+		return nil, fmt.Errorf("%s shows an error: %.400q", redactURL(page), body)
 	}
 	forms := parseForms(page, s)
 	for _, f := range forms {
@@ -154,11 +161,11 @@ func nextForm(page *url.URL, body []byte, c *login.Config) (*form, error) {
 				return nil, fmt.Errorf("%s asks for a user code and none was given (-user-code)", redactURL(page))
 			}
 			return f, nil
-		case f.values.Get("approval") == "approve":
+		case f.values.Get("approval") == "approve", f.values.Get("prompt") == "consent":
 			return f, nil
 		}
 	}
-	return nil, fmt.Errorf("no password, user code or approval form at %s: %.300q", redactURL(page), body)
+	return nil, fmt.Errorf("no password, user code, approval or consent form at %s: %.300q", redactURL(page), body)
 }
 
 var (

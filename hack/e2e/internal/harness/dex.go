@@ -37,11 +37,15 @@ const (
 	// URI (Dex.ConfidentialRedirect).
 	ConfidentialClient = "latchkey-e2e-confidential"
 	ConfidentialSecret = "e2e-confidential-secret"
+	// TLSClient is public with exactly one https redirect URI
+	// (Dex.TLSRedirect): Dex takes https loopback redirects only when
+	// registered, which is what kubelogin's --local-server-cert is for.
+	TLSClient = "latchkey-e2e-tls"
 )
 
 // Clients are all the client ids of the configuration, for kube-apiserver's
 // audiences.
-var Clients = []string{PublicClient, ParallelClient, AccessClient, DeviceClient, KeyboardClient, FixedClient, ConfidentialClient}
+var Clients = []string{PublicClient, ParallelClient, AccessClient, DeviceClient, KeyboardClient, FixedClient, ConfidentialClient, TLSClient}
 
 // User is a static Dex user.
 type User struct {
@@ -62,6 +66,9 @@ type DexOptions struct {
 	// ApprovalScreen makes Dex ask the person to grant access after the
 	// login (oauth2.skipApprovalScreen false).
 	ApprovalScreen bool
+	// RecordHeader names a request header whose values the proxy notes
+	// (Proxy.Headers).
+	RecordHeader string
 	// DeviceRequestsTTL is Dex's expiry.deviceRequests, how long a device
 	// code (RFC 8628) stays valid; 0 means Dex's default, 5 minutes.
 	DeviceRequestsTTL time.Duration
@@ -75,6 +82,7 @@ type Dex struct {
 	Proxy                *Proxy
 	FixedRedirect        string
 	ConfidentialRedirect string
+	TLSRedirect          string
 	ConfigPath           string
 
 	backendAddr string
@@ -90,9 +98,10 @@ func StartDex(t testing.TB, o DexOptions) *Dex {
 	d.Issuer = "https://" + proxyAddr + "/dex"
 	d.FixedRedirect = "http://" + Addr(FreePort(t)) + "/callback"
 	d.ConfidentialRedirect = "http://" + Addr(FreePort(t)) + "/callback"
+	d.TLSRedirect = "https://" + Addr(FreePort(t)) + "/callback"
 	d.ConfigPath = filepath.Join(o.Dir, "dex-config.json")
 	cfg, err := dexConfig(d.Issuer, d.backendAddr, o.IDTokenTTL, o.User, d.FixedRedirect, d.ConfidentialRedirect,
-		dexExtras{skipApproval: !o.ApprovalScreen, deviceTTL: o.DeviceRequestsTTL})
+		dexExtras{skipApproval: !o.ApprovalScreen, deviceTTL: o.DeviceRequestsTTL, tlsRedirect: d.TLSRedirect})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +112,7 @@ func StartDex(t testing.TB, o DexOptions) *Dex {
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.Proxy.RecordHeader = o.RecordHeader
 	if err := d.Proxy.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +164,7 @@ func DexConfig(issuer, backendAddr string, ttl time.Duration, u User, fixedRedir
 type dexExtras struct {
 	skipApproval bool
 	deviceTTL    time.Duration
+	tlsRedirect  string
 }
 
 func dexConfig(issuer, backendAddr string, ttl time.Duration, u User, fixedRedirect, confidentialRedirect string, x dexExtras) ([]byte, error) {
@@ -199,6 +210,11 @@ func dexConfig(issuer, backendAddr string, ttl time.Duration, u User, fixedRedir
 			"userID":            "0c9e3c4a-6f7e-4a39-9d3c-5e2e2e2e2e2e",
 			"groups":            u.Groups,
 		}},
+	}
+	if x.tlsRedirect != "" {
+		clients := cfg["staticClients"].([]map[string]any)
+		cfg["staticClients"] = append(clients, map[string]any{"id": TLSClient, "name": "latchkey e2e (https redirect)", "public": true,
+			"redirectURIs": []string{x.tlsRedirect}})
 	}
 	if x.deviceTTL > 0 {
 		cfg["expiry"].(map[string]any)["deviceRequests"] = x.deviceTTL.String()

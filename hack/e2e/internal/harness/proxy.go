@@ -40,11 +40,28 @@ type Proxy struct {
 	backend *url.URL
 	tlsCfg  *tls.Config
 
+	// RecordHeader, if set before Start, names a request header whose
+	// value the proxy notes for every request (Headers).
+	RecordHeader string
+
 	mu       sync.Mutex
 	srv      *http.Server
 	tokens   []TokenRequest
 	authReqs int
 	devReqs  int
+	headers  map[string][]string // path -> RecordHeader values, in order
+}
+
+// Headers returns, per request path, the values of RecordHeader the
+// requests carried ("" when absent), in order.
+func (p *Proxy) Headers() map[string][]string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make(map[string][]string, len(p.headers))
+	for k, v := range p.headers {
+		out[k] = append([]string(nil), v...)
+	}
+	return out
 }
 
 // NewProxy returns a stopped proxy for backend, serving with cert and key.
@@ -105,6 +122,14 @@ type tokenKey struct{}
 // count notes token-endpoint requests (grant type, client) before proxying.
 func (p *Proxy) count(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p.RecordHeader != "" {
+			p.mu.Lock()
+			if p.headers == nil {
+				p.headers = map[string][]string{}
+			}
+			p.headers[r.URL.Path] = append(p.headers[r.URL.Path], r.Header.Get(p.RecordHeader))
+			p.mu.Unlock()
+		}
 		switch {
 		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/token"):
 			body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
