@@ -128,6 +128,10 @@ type Login struct {
 	// process without waiting for it to exit).
 	OpenBrowser func(ctx context.Context, url string) error
 
+	// Check, if set, is called with the authorization URL once the listener is up and before the browser opens;
+	// an error ends the login at once (the caller checks, say, that the provider accepts the request at all).
+	Check func(ctx context.Context, authURL string) error
+
 	// Exchange redeems the code at the token endpoint (RFC 6749 §4.1.3) with form, the token request of
 	// [Request.TokenForm]; the caller adds client authentication and keeps the tokens. It is called at most once,
 	// and its error is what the browser's page reports. Required.
@@ -171,6 +175,11 @@ func (l *Login) Run(ctx context.Context) (*Request, error) {
 	req := l.Request.Begin()
 	req.RedirectURI = redirectURL
 	authURL := req.URL()
+	if l.Check != nil {
+		if err := l.Check(ctx, authURL); err != nil {
+			return nil, err
+		}
+	}
 
 	h := newCallbackHandler(callbackPath, req)
 	h.afterURL = l.AfterURL

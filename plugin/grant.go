@@ -200,6 +200,7 @@ func (f *flow) browser(ctx context.Context) (*tokenResponse, string, error) {
 		ResendAuthParams: f.l.resendAuthParams,
 		AfterURL:         f.o.OpenURLAfterAuthentication,
 		OpenBrowser:      f.open,
+		Check:            f.checkRequest,
 		Exchange: func(ctx context.Context, form url.Values) (err error) {
 			r, err = f.tc.token(ctx, f.l.provider.TokenEndpoint, f.l.tokenForm(form))
 			return err
@@ -218,11 +219,54 @@ func (f *flow) browser(ctx context.Context) (*tokenResponse, string, error) {
 	case errors.Is(err, pkce.ErrConfig), errors.Is(err, pkce.ErrListen):
 		return nil, "", &setupError{fmt.Errorf("log in: %w", err)}
 	case errors.Is(err, context.DeadlineExceeded):
-		return nil, "", fmt.Errorf("log in: no answer from the browser within %s: %w", f.timeout, err)
+		return nil, "", fmt.Errorf("log in: no answer from the browser within %s (if the provider showed an error page, it may not "+
+			"accept the redirect URI: pass the one registered for the client with --oidc-redirect-url, or register "+
+			"http://127.0.0.1/callback for any port): %w", f.timeout, err)
 	case err != nil:
 		return nil, "", fmt.Errorf("log in: %w", err)
 	}
 	return r, req.Nonce, nil
+}
+
+// errRequestRefused reports an authorization request the provider refused
+// before any login (checkRequest).
+var errRequestRefused = errors.New("the provider refused the authorization request")
+
+// checkRequest sends the authorization request once from here, following
+// no redirect, before the browser opens: a provider that refuses it outright
+// (a redirect URI it does not accept, for one: Dex answers 400, Glewlwyd an
+// empty 403, oidc-provider an error page) fails the login at once with the
+// fix, instead of the person meeting an error page and latchkey waiting out
+// --authentication-timeout-sec. Any other answer (a login page, a redirect
+// to one) lets the login go on; a provider that shows its error only after
+// the login (LemonLDAP::NG) is named when the wait ends.
+func (f *flow) checkRequest(ctx context.Context, authURL string) error {
+	hc := *f.tc.hc
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	hc.Jar = nil
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, authURL, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("User-Agent", "latchkey (authorization request check)")
+	resp, err := hc.Do(req)
+	if err != nil {
+		f.log.Debug("could not check the authorization request; going on", "err", err)
+		return nil
+	}
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+	default:
+		return nil
+	}
+	what := "the redirect URI " + f.l.redirectURL
+	if what == "the redirect URI " {
+		what = "latchkey's redirect URI http://127.0.0.1:<port>/callback (a new port each login)"
+	}
+	return &setupError{fmt.Errorf("log in: %w (%d %s before any login): most likely it does not accept %s; "+
+		"pass the redirect URI registered for the client with --oidc-redirect-url, or register http://127.0.0.1/callback for any port "+
+		"(RFC 8252 §7.3)", errRequestRefused, resp.StatusCode, http.StatusText(resp.StatusCode), what)}
 }
 
 // clientCredentials gets the client's own token with the client

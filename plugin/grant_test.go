@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/latchkey/latchkey/cache"
 	"github.com/latchkey/latchkey/pkce"
 	"github.com/latchkey/latchkey/plugin/idptest"
 )
@@ -643,5 +644,23 @@ func TestGrantTypeFlag(t *testing.T) {
 	o := Options{IssuerURL: "https://idp.example", ClientID: "c", GrantType: "password"}
 	if err := o.Validate(); !errors.Is(err, ErrUsage) {
 		t.Errorf("Validate with grant type password = %v, want ErrUsage", err)
+	}
+}
+
+// TestRedirectNotAccepted: a provider that takes only exactly registered
+// redirect URIs (Glewlwyd, LemonLDAP::NG, Okta, Entra ID) and refuses
+// latchkey's at once fails the login before the browser opens, naming the
+// fix; the person used to see the provider's error page while latchkey
+// waited out --authentication-timeout-sec in silence.
+func TestRedirectNotAccepted(t *testing.T) {
+	h := newHarness(t, idptest.Config{RedirectURIs: []string{"http://127.0.0.1:8000/callback"}})
+	o := h.options()
+	_, err := h.token(o)
+	if !errors.Is(err, errRequestRefused) || !strings.Contains(err.Error(), "--oidc-redirect-url") || h.browsers.Load() != 0 {
+		t.Errorf("Token = %v, browsers %d; want the refusal naming --oidc-redirect-url and no browser", err, h.browsers.Load())
+	}
+	// Not a login the person failed: no cool-down for the next call.
+	if e, err := cache.Open(h.dir).Load(o.Key().ID()); err == nil && e.LoginFailure != nil {
+		t.Errorf("a refused request started the cool-down: %+v", e.LoginFailure)
 	}
 }

@@ -277,9 +277,14 @@ func TestOIDCProvider(t *testing.T) {
 				t.Errorf("browser runs = %d, want 1", got)
 			}
 			reqs := e.op.Since(t, mark)
-			auth := harness.OPRoute(reqs, "authorization")
+			auth := browserAuth(reqs)
 			if len(auth) != 1 {
 				t.Fatalf("authorization requests = %+v, want 1", auth)
+			}
+			// Before the browser, latchkey sent the same request once
+			// itself, to find a refused one at once.
+			if chk := checks(reqs); len(chk) != 1 || chk[0].RedirectURI != auth[0].RedirectURI {
+				t.Errorf("latchkey's checks of the authorization request = %+v, want one of the same request", chk)
 			}
 			a := auth[0]
 			if a.Status != http.StatusSeeOther || a.ClientID != harness.OPPublicClient || a.Prompt != "consent" ||
@@ -391,7 +396,7 @@ func TestOIDCProvider(t *testing.T) {
 			if len(tokens) != 1 || tokens[toks[0].IDTokenHash] != n {
 				t.Errorf("the %d callers printed %d distinct tokens; want all the refresh's new ID token", n, len(tokens))
 			}
-			if a := harness.OPRoute(reqs, "authorization"); len(a) != 0 || c1.browserRuns(t) != 1 {
+			if a := browserAuth(reqs); len(a) != 0 || c1.browserRuns(t) != 1 {
 				t.Errorf("authorization requests %d, browser runs %d; want 0 and still 1", len(a), c1.browserRuns(t))
 			}
 			_, _, rt := c1.entry(t)
@@ -499,7 +504,7 @@ func TestOIDCProvider(t *testing.T) {
 				!strings.Contains(" "+d[0].Scope+" ", " offline_access ") {
 				t.Errorf("device authorization requests = %+v, want one, with offline_access", d)
 			}
-			if a := harness.OPRoute(reqs, "authorization"); len(a) != 0 || c.browserRuns(t) != 0 {
+			if a := browserAuth(reqs); len(a) != 0 || c.browserRuns(t) != 0 {
 				t.Errorf("authorization requests %d, browser runs %d; want none", len(a), c.browserRuns(t))
 			}
 			var ok []harness.OPRequest
@@ -577,7 +582,7 @@ func TestOIDCProvider(t *testing.T) {
 			mark := e.op.Mark(t)
 			token, _ := c.getToken(t)
 			reqs := e.op.Since(t, mark)
-			if a := harness.OPRoute(reqs, "authorization"); len(a) != 1 || a[0].Claims != req {
+			if a := browserAuth(reqs); len(a) != 1 || a[0].Claims != req {
 				t.Errorf("authorization requests = %+v, want one with claims=%s", a, req)
 			}
 			if x := harness.OPRoute(reqs, "token"); len(x) != 1 || x[0].IDTokenHash != harness.Hash(token) {
@@ -671,7 +676,7 @@ func TestOIDCProvider(t *testing.T) {
 			reqs := e.op.Since(t, mark)
 			toks := harness.OPRoute(reqs, "token")
 			if len(toks) != 1 || toks[0].GrantType != "client_credentials" || toks[0].ClientAuth != "basic" || toks[0].Resource != harness.OPResource ||
-				len(harness.OPRoute(reqs, "authorization")) != 0 {
+				len(browserAuth(reqs)) != 0 {
 				t.Fatalf("requests = %+v; want one client credentials token request for 4 callers, and no authorization", toks)
 			}
 			for _, tok := range tokens[1:] {
@@ -693,7 +698,7 @@ func TestOIDCProvider(t *testing.T) {
 			token, _ := c.getToken(t)
 			e.checkIDToken(t, token, harness.OPConfidentialClient)
 			reqs := e.op.Since(t, mark)
-			if a := harness.OPRoute(reqs, "authorization"); len(a) != 1 || a[0].CodeChallengeMethod != "S256" {
+			if a := browserAuth(reqs); len(a) != 1 || a[0].CodeChallengeMethod != "S256" {
 				t.Errorf("authorization requests = %+v, want one with PKCE S256 (also for a confidential client)", a)
 			}
 			toks := harness.OPRoute(reqs, "token")
@@ -792,4 +797,27 @@ func TestOIDCProviderContract(t *testing.T) {
 	if status == http.StatusOK {
 		t.Errorf("client credentials for the public client: %d %v, want refused", status, body)
 	}
+}
+
+// browserAuth returns the authorization requests of reqs that the browser
+// sent (not latchkey's check of the request, see checks).
+func browserAuth(reqs []harness.OPRequest) []harness.OPRequest {
+	var out []harness.OPRequest
+	for _, r := range harness.OPRoute(reqs, "authorization") {
+		if r.UserAgent != harness.CheckUserAgent {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// checks returns latchkey's checks of an authorization request among reqs.
+func checks(reqs []harness.OPRequest) []harness.OPRequest {
+	var out []harness.OPRequest
+	for _, r := range harness.OPRoute(reqs, "authorization") {
+		if r.UserAgent == harness.CheckUserAgent {
+			out = append(out, r)
+		}
+	}
+	return out
 }

@@ -130,6 +130,11 @@ type Config struct {
 	// OmitExpiresIn drops expires_in from token responses (it is only
 	// RECOMMENDED, RFC 6749 §5.1).
 	OmitExpiresIn bool
+	// RedirectURIs, if set, are the only redirect URIs the server takes,
+	// compared exactly (as Okta, Entra ID, Glewlwyd and LemonLDAP::NG do);
+	// any other gets a 400 page and no redirect. Empty means any http
+	// loopback URI (RFC 8252 §7.3).
+	RedirectURIs []string
 	// Ungranted are scopes the server drops from every grant without a
 	// word in the authorization response (the token response's scope then
 	// says what was granted), as oidc-provider drops offline_access without
@@ -522,6 +527,10 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	cb, err := url.Parse(redirectURI)
 	if err != nil || !isLoopbackRedirect(cb) {
 		writePage(w, http.StatusBadRequest, "invalid_request: redirect_uri is not an http loopback URI (RFC 8252 §7.3)")
+		return
+	}
+	if len(cfg.RedirectURIs) > 0 && !slices.Contains(cfg.RedirectURIs, redirectURI) {
+		writePage(w, http.StatusBadRequest, "invalid_request: unregistered redirect_uri")
 		return
 	}
 

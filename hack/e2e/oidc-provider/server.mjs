@@ -200,6 +200,9 @@ provider.use(async (ctx, next) => {
     error: body.error ? `${body.error}${body.error_description ? `: ${body.error_description}` : ''}` : '',
     // How the client authenticated: basic, post (client_secret in the form) or none.
     client_auth: (ctx.get('authorization').split(' ')[0] || '').toLowerCase() || (raw.client_secret ? 'post' : 'none'),
+    // latchkey's own check of an authorization request says so here; the
+    // browser's does not.
+    user_agent: ctx.get('user-agent') || '',
   };
   switch (o.route) {
     case 'token':

@@ -68,6 +68,10 @@ type OIDCProvider struct {
 
 // OPRequest is one request the provider answered, as server.mjs records it.
 // No tokens, only their hex SHA-256 (Hash).
+// CheckUserAgent is the User-Agent of latchkey's check of an authorization
+// request before the browser opens.
+const CheckUserAgent = "latchkey (authorization request check)"
+
 type OPRequest struct {
 	// Route is oidc-provider's route name: discovery, jwks, authorization,
 	// interaction, submit, resume, token, device_authorization,
@@ -77,6 +81,7 @@ type OPRequest struct {
 	Status     int    `json:"status"`
 	ClientID   string `json:"client_id"`
 	ClientAuth string `json:"client_auth"` // basic, post or none
+	UserAgent  string `json:"user_agent"`
 	GrantType  string `json:"grant_type"`
 	// Error is the OAuth error and its description.
 	Error string `json:"error"`
