@@ -276,6 +276,7 @@ func (k *call) renew(ctx context.Context, e *cache.Entry) (*Token, error) {
 		return nil, err
 	}
 	p := k.storedProvider(e, false)
+	keepRefresh := false // the refresh token stays good if the login fails
 	if k.o.GrantType == GrantClientCredentials {
 		return k.clientCredentials(ctx, hc, e, p)
 	}
@@ -290,11 +291,16 @@ func (k *call) renew(ctx context.Context, e *cache.Entry) (*Token, error) {
 			k.log.Warn("the provider's metadata now names another issuer; its tokens are not sent there, logging in again",
 				"minted_by", minted, "issuer", l.provider.Issuer)
 		} else {
-			tok, err := k.refresh(ctx, hc, e, l)
-			if err == nil || classify(err) != refused {
+			tok, kept, err := k.refresh(ctx, hc, e, l)
+			switch {
+			case err == nil || classify(err) != refused:
 				return tok, err
+			case errors.Is(err, errNoRefreshIDToken):
+				// Only the ID token was missing: the refresh token is good.
+				e, keepRefresh = kept, true
+			default:
+				k.log.Info("refresh token no longer accepted, logging in again", "reason", err)
 			}
-			k.log.Info("refresh token no longer accepted, logging in again", "reason", err)
 		}
 		p = l.provider
 	}
@@ -314,7 +320,11 @@ func (k *call) renew(ctx context.Context, e *cache.Entry) (*Token, error) {
 	}
 	next, err := k.login(ctx, hc, l)
 	if err != nil {
-		k.record(e, err, false)
+		o := loginFailed
+		if keepRefresh {
+			o = loginFailedRefreshGood
+		}
+		k.record(e, err, o)
 		return nil, err
 	}
 	return k.save(next, l)
@@ -387,7 +397,10 @@ func mintedBy(e *cache.Entry) string {
 // another token endpoint (it moved), the refresh is sent there once. A
 // failure other than a refusal is noted in the entry for the processes
 // waiting behind this one.
-func (k *call) refresh(ctx context.Context, hc *http.Client, e *cache.Entry, l *login) (*Token, error) {
+//
+// It returns the entry as it stands after the refresh, for the caller to
+// go on with.
+func (k *call) refresh(ctx context.Context, hc *http.Client, e *cache.Entry, l *login) (*Token, *cache.Entry, error) {
 	form := l.tokenForm(url.Values{
 		"grant_type":    {"refresh_token"},
 		"refresh_token": {e.RefreshToken},
@@ -416,14 +429,22 @@ func (k *call) refresh(ctx context.Context, hc *http.Client, e *cache.Entry, l *
 		// anything else can fail.
 		e = k.keepRotated(e, r.RefreshToken)
 		var next *cache.Entry
-		if next, err = newEntry(ctx, hc, k.now, l, r, "", e); err == nil {
-			return k.save(next, l)
+		next, err = newEntry(ctx, hc, k.now, l, r, "", e)
+		switch {
+		case err == nil:
+			tok, err := k.save(next, l)
+			return tok, next, err
+		case errors.Is(err, errNoRefreshIDToken):
+			// Keep what the refresh gave; a login follows for the ID token.
+			k.log.Warn(err.Error())
+			k.keep(next, l)
+			return nil, next, err
 		}
 	}
 	if classify(err) != refused {
-		k.record(e, err, true)
+		k.record(e, err, refreshFailed)
 	}
-	return nil, err
+	return nil, e, err
 }
 
 // keepRotated saves a rotated refresh token at once (RFC 9700 §4.14.2: the
@@ -461,13 +482,26 @@ func (k *call) coolingDown(f *cache.Failure) error {
 		ErrLoginCooldown, k.now().Sub(f.At).Round(time.Second), f.Reason, left.Round(time.Second))
 }
 
-// record notes a failed login (or, with refreshing, a failed refresh) in
-// the cache entry, for the processes waiting behind this one and, after a
-// login, for the cool-down. A failed login drops the refresh token (the
-// login was needed because it no longer works); a failed refresh keeps it.
-// A login that never reached the person (a usage error, a busy port, no
-// terminal: a setupError) is not noted: there is nothing to wait out.
-func (k *call) record(e *cache.Entry, err error, refreshing bool) {
+// outcome is what record notes.
+type outcome int
+
+const (
+	// loginFailed: a login failed; the refresh token is dropped (the login
+	// was needed because it no longer works).
+	loginFailed outcome = iota
+	// loginFailedRefreshGood: a login failed, but the refresh token works
+	// (a login was needed only for an ID token the refresh did not give).
+	loginFailedRefreshGood
+	// refreshFailed: a refresh failed for want of the provider.
+	refreshFailed
+)
+
+// record notes a failed login or refresh in the cache entry, for the
+// processes waiting behind this one and, after a login, for the
+// cool-down. A login that never reached the person (a usage error, a busy
+// port, no terminal: a setupError) is not noted: there is nothing to wait
+// out.
+func (k *call) record(e *cache.Entry, err error, o outcome) {
 	if k.store == nil || errors.As(err, new(*setupError)) {
 		return
 	}
@@ -476,9 +510,12 @@ func (k *call) record(e *cache.Entry, err error, refreshing bool) {
 		next = *e
 	}
 	f := &cache.Failure{At: k.now(), Reason: strings.Join(strings.Fields(err.Error()), " ")}
-	if refreshing {
+	switch o {
+	case refreshFailed:
 		next.RefreshFailure = f
-	} else {
+	case loginFailedRefreshGood:
+		next.LoginFailure = f
+	default:
 		next.RefreshToken, next.LoginFailure = "", f
 	}
 	if err := k.store.Save(k.id, &next); err != nil {
@@ -494,8 +531,15 @@ func (k *call) save(e *cache.Entry, l *login) (*Token, error) {
 	if t == nil {
 		return nil, fmt.Errorf("provider returned a token that is already expired")
 	}
+	k.keep(e, l)
+	return t, nil
+}
+
+// keep stores e, minted for login l, with its key and the provider's
+// metadata, if there is a store.
+func (k *call) keep(e *cache.Entry, l *login) {
 	if k.store == nil {
-		return t, nil
+		return
 	}
 	key := k.src.key()
 	e.Key, e.Issuer = &key, l.provider.Issuer
@@ -505,7 +549,6 @@ func (k *call) save(e *cache.Entry, l *login) (*Token, error) {
 	if err := k.store.Save(k.id, e); err != nil {
 		k.log.Warn("could not save the token; the next call will have to log in again", "err", err)
 	}
-	return t, nil
 }
 
 // freshToken returns the token of e that the options hand out if it has

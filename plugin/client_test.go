@@ -327,6 +327,33 @@ func TestRefreshWithoutIDToken(t *testing.T) {
 			t.Errorf("browsers opened = %d, want 2", got)
 		}
 	})
+	// Glewlwyd's refresh responses carry no ID token: the person is told
+	// why each expiry means a login and what helps, and the refreshed
+	// access token is kept for `latchkey token` even when that login does
+	// not happen.
+	t.Run("said, and the access token kept", func(t *testing.T) {
+		h := newHarness(t, idptest.Config{OmitIDTokenOnRefresh: true})
+		o := h.options()
+		first := h.mustToken(o)
+		h.clock.Advance(2 * idptest.DefaultTokenLifetime)
+		var logs syncBuffer
+		c := h.client(o)
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		c.OpenBrowser = func(context.Context, string) error { return errors.New("no browser today") }
+		c.Options.AuthTimeout = time.Second
+		if _, err := c.Token(t.Context()); err == nil {
+			t.Fatal("the ID token came without a login")
+		}
+		if !strings.Contains(logs.String(), "no ID token") || !strings.Contains(logs.String(), "--oidc-use-access-token") {
+			t.Errorf("logs %q: want the reason and --oidc-use-access-token", logs.String())
+		}
+		o.UseAccessToken = true
+		tok := h.mustToken(o)
+		if tok.Value == first.Entry.AccessToken || h.idp.Counts().Refresh != 1 || h.browsers.Load() != 1 {
+			t.Errorf("access token output: refreshed %v, %d refreshes, %d browsers; want the kept refreshed access token",
+				tok.Value != first.Entry.AccessToken, h.idp.Counts().Refresh, h.browsers.Load())
+		}
+	})
 }
 
 func TestForceRefresh(t *testing.T) {

@@ -296,7 +296,7 @@ func (k *call) clientCredentials(ctx context.Context, hc *http.Client, e *cache.
 	}
 	if err != nil {
 		err = fmt.Errorf("client credentials grant: %w", err)
-		k.record(e, err, true)
+		k.record(e, err, refreshFailed)
 		return nil, err
 	}
 	next, err := newEntry(ctx, hc, k.now, l, r, "", nil)

@@ -21,6 +21,13 @@ import (
 // only a new login cures it, as when the provider refuses the refresh token.
 var errRefreshRefused = errors.New("refresh token refused")
 
+// errNoRefreshIDToken marks a refresh response without the ID token that
+// is to be printed: a refusal for the ID token (only a login gives one),
+// while its access token and refresh token are good.
+var errNoRefreshIDToken = fmt.Errorf("%w: the provider's refresh response has no ID token (OpenID Connect Core §12.2 allows that), "+
+	"so every expiry of the ID token means a login; use --oidc-use-access-token where the API server takes the provider's JWT access tokens, "+
+	"or give ID tokens a longer lifetime at the provider", errRefreshRefused)
+
 // defaultAccessTokenLifetime is assumed when a token response has no
 // usable expires_in (RFC 6749 §5.1 makes it optional).
 const defaultAccessTokenLifetime = 5 * time.Minute
@@ -65,7 +72,11 @@ func newEntry(ctx context.Context, hc *http.Client, now func() time.Time, l *log
 		// OIDC Core §12.2: a refresh need not return an ID token.
 		e.IDToken, e.IDTokenExpiry = prev.IDToken, prev.IDTokenExpiry
 	case prev != nil:
-		return nil, fmt.Errorf("%w: the refresh response has no ID token", errRefreshRefused)
+		// Glewlwyd's refresh responses never carry one (OIDC Core §12.2
+		// allows that): the entry keeps the refreshed access token (for
+		// `latchkey token`), and only a login gives a new ID token.
+		e.IDToken, e.IDTokenExpiry = prev.IDToken, prev.IDTokenExpiry
+		return e, errNoRefreshIDToken
 	case !l.accessToken:
 		return nil, errors.New("the token response has no ID token (is the openid scope allowed for this client?)")
 	}
