@@ -111,6 +111,10 @@ type Entry struct {
 	// said (RFC 6749 §5.1: the requested scope when it said nothing), so
 	// that a refresh asks for no more than was granted (§6).
 	Scope string `json:"scope,omitempty"`
+	// OfflineNeedsConsent records that the provider granted offline_access
+	// (a refresh token) only with prompt=consent (OpenID Connect Core §11):
+	// a login without it gave none. Later logins ask with it.
+	OfflineNeedsConsent bool `json:"offline_needs_consent,omitempty"`
 	// Issuer is the issuer identifier of the provider that minted the
 	// tokens. Callers refresh and revoke them only there (RFC 9700 §4.4:
 	// tokens must not reach another authorization server).

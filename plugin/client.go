@@ -318,6 +318,7 @@ func (k *call) renew(ctx context.Context, e *cache.Entry) (*Token, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.promptConsent = e != nil && e.OfflineNeedsConsent
 	next, err := k.login(ctx, hc, l)
 	if err != nil {
 		o := loginFailed

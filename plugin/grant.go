@@ -77,7 +77,25 @@ func (k *call) login(ctx context.Context, hc *http.Client, l *login) (*cache.Ent
 	if err != nil {
 		return nil, err
 	}
-	return newEntry(ctx, hc, k.now, l, r, nonce, nil)
+	e, err := newEntry(ctx, hc, k.now, l, r, nonce, nil)
+	if err != nil || !l.offline() || nonce == "" {
+		return e, err
+	}
+	// A login with the authorization code asked for offline_access.
+	switch {
+	case e.RefreshToken != "":
+		e.OfflineNeedsConsent = l.promptConsent
+	case !l.promptConsent:
+		e.OfflineNeedsConsent = true
+		k.log.Warn("the provider gave no refresh token although offline_access was asked for: it grants it only with prompt=consent " +
+			"(OpenID Connect Core §11), so the next login asks with prompt=consent (its consent page shows once more); until then each " +
+			"expiry means a login. To ask at once: --oidc-auth-request-extra-params=prompt=consent")
+	default:
+		e.OfflineNeedsConsent = true
+		k.log.Warn("the provider gave no refresh token although offline_access was asked for with prompt=consent: " +
+			"allow the client the refresh_token grant at the provider; until then each expiry means a login")
+	}
+	return e, nil
 }
 
 // run logs in with the grant the options ask for and returns the token

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -663,4 +664,52 @@ func TestRedirectNotAccepted(t *testing.T) {
 	if e, err := cache.Open(h.dir).Load(o.Key().ID()); err == nil && e.LoginFailure != nil {
 		t.Errorf("a refused request started the cool-down: %+v", e.LoginFailure)
 	}
+}
+
+// TestOfflineNeedsConsent: oidc-provider grants offline_access only with
+// prompt=consent (OpenID Connect Core §11); latchkey went on without a
+// refresh token, silently, and every expiry meant a browser. Now the login
+// that got none says so, and the next one asks with prompt=consent and gets
+// one. Dex, which grants offline_access without it (and would show its
+// approval screen for prompt=consent), is never sent prompt.
+func TestOfflineNeedsConsent(t *testing.T) {
+	t.Run("oidc-provider", func(t *testing.T) {
+		h := newHarness(t, idptest.Config{OfflineNeedsConsent: true})
+		o := h.options()
+		var logs syncBuffer
+		c := h.client(o)
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+		if _, err := c.Token(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if e := h.entry(o); e.RefreshToken != "" || !e.OfflineNeedsConsent || !strings.Contains(logs.String(), "prompt=consent") {
+			t.Fatalf("first login: refresh token %v, needs consent %v, logs %q", e.RefreshToken != "", e.OfflineNeedsConsent, logs.String())
+		}
+		if p := h.idp.LastAuthorize().Get("prompt"); p != "" {
+			t.Errorf("first login sent prompt=%q", p)
+		}
+		h.clock.Advance(idptest.DefaultTokenLifetime)
+		h.mustToken(o)
+		if p := h.idp.LastAuthorize().Get("prompt"); p != "consent" {
+			t.Errorf("second login sent prompt=%q, want consent", p)
+		}
+		if e := h.entry(o); e.RefreshToken == "" || !e.OfflineNeedsConsent {
+			t.Fatalf("second login: refresh token %v, needs consent %v", e.RefreshToken != "", e.OfflineNeedsConsent)
+		}
+		h.clock.Advance(idptest.DefaultTokenLifetime)
+		h.mustToken(o)
+		if cn := h.idp.Counts(); cn.Refresh != 1 || h.browsers.Load() != 2 {
+			t.Errorf("after the second login: %d refreshes, %d browsers; want 1, 2", cn.Refresh, h.browsers.Load())
+		}
+	})
+	t.Run("Dex", func(t *testing.T) {
+		h := newHarness(t, idptest.Config{})
+		o := h.options()
+		h.mustToken(o)
+		h.clock.Advance(idptest.DefaultTokenLifetime)
+		h.mustToken(o)
+		if p := h.idp.LastAuthorize().Get("prompt"); p != "" || h.entry(o).OfflineNeedsConsent {
+			t.Errorf("prompt=%q sent, or consent noted, for a provider that grants offline_access without it", p)
+		}
+	})
 }

@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -34,16 +35,34 @@ type login struct {
 	// accessToken: the token handed out is the access token, not the ID
 	// token.
 	accessToken bool
+	// promptConsent adds prompt=consent to the authorization request
+	// (unless a prompt is set): the provider grants offline_access only
+	// with it (cache.Entry.OfflineNeedsConsent).
+	promptConsent bool
+}
+
+// offline tells whether the login asks for a refresh token
+// (offline_access, OpenID Connect Core §11).
+func (l *login) offline() bool {
+	return slices.Contains(l.scopes, "offline_access")
 }
 
 // request returns the authorization request of a login with PKCE.
 func (l *login) request() pkce.Request {
 	p := l.provider
+	params := l.authParams
+	if _, set := params["prompt"]; l.promptConsent && l.offline() && !set {
+		params = maps.Clone(params)
+		if params == nil {
+			params = map[string]string{}
+		}
+		params["prompt"] = "consent"
+	}
 	return pkce.Request{
 		AuthURL:    p.AuthorizationEndpoint,
 		ClientID:   l.clientID,
 		Scopes:     l.scopes,
-		Params:     l.authParams,
+		Params:     params,
 		Issuer:     p.Issuer,
 		RequireIss: p.IssParameterSupported,
 	}

@@ -21,6 +21,9 @@ type Status struct {
 	IDTokenExpiry     *time.Time        `json:"id_token_expiry,omitempty"`
 	AccessTokenExpiry *time.Time        `json:"access_token_expiry,omitempty"`
 	RefreshToken      bool              `json:"refresh_token"`
+	// OfflineNeedsConsent: the provider grants a refresh token only with
+	// prompt=consent, which the next login sends.
+	OfflineNeedsConsent bool `json:"offline_needs_consent,omitempty"`
 	// Storage is where the tokens are: "disk" or "keyring".
 	Storage      string         `json:"storage"`
 	LoginFailure *cache.Failure `json:"login_failure,omitempty"`
@@ -85,6 +88,7 @@ func (s *Status) describe(e *cache.Entry) {
 		s.AccessTokenExpiry = timePtr(e.Expiry)
 	}
 	s.RefreshToken = e.RefreshToken != ""
+	s.OfflineNeedsConsent = e.OfflineNeedsConsent
 	s.Storage = "disk"
 	if e.Secrets == cache.SecretsInKeyring {
 		// The tokens are in the OS keyring; status does not unlock it.

@@ -84,6 +84,8 @@ func refresh(s plugin.Status) string {
 		return "(keyring)"
 	case s.RefreshToken:
 		return "yes"
+	case s.OfflineNeedsConsent:
+		return "no (next login asks with prompt=consent)"
 	}
 	return "no"
 }

@@ -145,6 +145,11 @@ type Config struct {
 	// not a refresh token with 400 unsupported_token_type (RFC 7009
 	// §2.2.1), as oidc-provider does for its JWT access tokens.
 	JWTAccessTokensUnrevocable bool
+	// OfflineNeedsConsent grants offline_access (and a refresh token) only
+	// when the authorization request has prompt=consent, as oidc-provider
+	// does (OpenID Connect Core §11); otherwise the scope is dropped and no
+	// refresh token issued.
+	OfflineNeedsConsent bool
 	// RefuseRefreshScope refuses with invalid_scope any refresh that sends
 	// a scope parameter, even one within the grant.
 	RefuseRefreshScope bool
@@ -568,7 +573,10 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	scopes = slices.DeleteFunc(scopes, func(sc string) bool { return slices.Contains(cfg.Ungranted, sc) })
+	scopes = slices.DeleteFunc(scopes, func(sc string) bool {
+		return slices.Contains(cfg.Ungranted, sc) ||
+			sc == "offline_access" && cfg.OfflineNeedsConsent && !slices.Contains(strings.Fields(q.Get("prompt")), "consent")
+	})
 	code := rand.Text()
 	s.mu.Lock()
 	s.codes[code] = &authCode{
@@ -776,7 +784,7 @@ func (s *Server) exchangeCode(form url.Values, cfg Config) (*tokenResponse, *tok
 		return nil, badRequest(errInvalidGrant, "code_verifier does not match code_challenge")
 	}
 	resp := &tokenResponse{scopes: ac.scopes, nonce: ac.nonce, idToken: true}
-	if !cfg.OmitRefreshToken {
+	if !cfg.OmitRefreshToken && (!cfg.OfflineNeedsConsent || slices.Contains(ac.scopes, "offline_access")) {
 		ac.family = &family{clientID: ac.clientID, scopes: ac.scopes}
 		resp.refreshToken = s.newRefreshLocked(ac.family)
 	}
