@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -122,8 +123,10 @@ func (e *opEnv) client(t *testing.T, name string, o opClientOpts) *opClient {
 		"--oidc-extra-scope=email,groups,offline_access",
 		// oidc-provider issues a refresh token for offline_access only when
 		// the authorization request has prompt=consent (OIDC Core §11).
-		// latchkey does not add it yet (interop issue); once it does, this
-		// flag goes and the first-login step checks that latchkey sent it.
+		// latchkey learns that at the first login without it and asks with
+		// it from the next login on (the offline_access step); these
+		// clients ask at once, so that their first login has a refresh
+		// token.
 		"--oidc-auth-request-extra-params=prompt=consent",
 		"--certificate-authority=" + e.pki.CACert,
 		"--token-cache-dir=" + c.cacheDir,
@@ -598,6 +601,46 @@ func TestOIDCProvider(t *testing.T) {
 			}
 			if cl["email"] != e2eUser.Email || !slices.Equal(groups, e2eUser.Groups) {
 				t.Errorf("ID token email=%v groups=%v, want %s %v", cl["email"], cl["groups"], e2eUser.Email, e2eUser.Groups)
+			}
+		}},
+		{"offline_access without prompt=consent: no refresh token, said; the next login asks with it and gets one", func(t *testing.T) {
+			c := e.client(t, "consent", opClientOpts{})
+			c.args = slices.DeleteFunc(c.args, func(a string) bool { return a == "--oidc-auth-request-extra-params=prompt=consent" })
+			mark := e.op.Mark(t)
+			lk := startLatchkey(t, e.latchkey, c.args, c.env...)
+			lk.wait(t)
+			if lk.err != nil || !strings.Contains(lk.stderrText(), "no refresh token") || !strings.Contains(lk.stderrText(), "prompt=consent") {
+				t.Fatalf("first get-token: %v: %s; want success and a warning naming prompt=consent", lk.err, lk.stderrText())
+			}
+			reqs := e.op.Since(t, mark)
+			if a := browserAuth(reqs); len(a) != 1 || a[0].Prompt != "" {
+				t.Errorf("first authorization requests = %+v, want one without prompt", a)
+			}
+			if _, _, rt := c.entry(t); rt != "" {
+				t.Fatal("a refresh token without consent: the provider's default changed")
+			}
+			// The next login (here forced) asks with prompt=consent.
+			mark = e.op.Mark(t)
+			c.getToken(t, "--force-refresh")
+			reqs = e.op.Since(t, mark)
+			if a := browserAuth(reqs); len(a) != 1 || a[0].Prompt != "consent" {
+				t.Errorf("second authorization requests = %+v, want one with prompt=consent", a)
+			}
+			if _, _, rt := c.entry(t); rt == "" || c.browserRuns(t) != 2 {
+				t.Errorf("after the second login: refresh token %v, %d browser runs; want one, 2 runs", rt != "", c.browserRuns(t))
+			}
+		}},
+		{"a redirect URI the provider does not take: refused before the browser opens, with the fix", func(t *testing.T) {
+			// oidc-provider compares the path exactly; an unregistered one
+			// gets its error page, and latchkey used to wait out the
+			// authentication timeout in silence.
+			redirect := "http://127.0.0.1:" + strconv.Itoa(harness.FreePort(t)) + "/elsewhere"
+			c := e.client(t, "wrong-redirect", opClientOpts{extra: []string{"--oidc-redirect-url=" + redirect}})
+			lk := startLatchkey(t, e.latchkey, c.args, c.env...)
+			out := lk.wait(t)
+			if lk.err == nil || len(out) != 0 || !strings.Contains(lk.stderrText(), "refused the authorization request") ||
+				!strings.Contains(lk.stderrText(), "--oidc-redirect-url") || c.browserRuns(t) != 0 {
+				t.Errorf("get-token: %v, %d browser runs: %s; want a refusal naming --oidc-redirect-url and no browser", lk.err, c.browserRuns(t), lk.stderrText())
 			}
 		}},
 		{"one login for both tokens: latchkey token after get-token opens no browser", func(t *testing.T) {
