@@ -44,16 +44,34 @@ var defaultFlyteScopes = []string{"all", "offline"}
 const flyteKeyPrefix = "flyte:"
 
 // normalizeFlyteEndpoint returns the http(s) URL of a Flyte endpoint as
-// people write it: a URL, a bare host[:port] (https), or flytectl's
-// dns:///host[:port] (https); without a trailing slash.
-func normalizeFlyteEndpoint(s string) string {
+// people write it: a URL, a bare host[:port], or flytectl's
+// dns:///host[:port] (https, or http when insecure, as flytectl's
+// admin.insecure says); without a trailing slash.
+func normalizeFlyteEndpoint(s string, insecure bool) string {
 	s = strings.TrimSpace(s)
+	scheme := "https://"
+	if insecure {
+		scheme = "http://"
+	}
 	if rest, ok := strings.CutPrefix(s, "dns:///"); ok {
-		s = "https://" + rest
+		s = scheme + rest
 	} else if !strings.Contains(s, "://") && s != "" {
-		s = "https://" + s
+		s = scheme + s
 	}
 	return strings.TrimRight(s, "/")
+}
+
+// InsecureWarning returns what to tell the person each time the options
+// reach a Flyte endpoint over plain http off loopback, or "".
+func (o *Options) InsecureWarning() string {
+	if o.FlyteEndpoint == "" {
+		return ""
+	}
+	u, err := url.Parse(flyteSource{o}.endpoint())
+	if err != nil || u.Scheme != "http" || isLoopback(u.Hostname()) {
+		return ""
+	}
+	return "the Flyte endpoint " + u.Host + " is reached over plain http (--insecure): anyone on the network path can read and change what it sends, the login's metadata included"
 }
 
 // source returns where the options' login comes from: the Flyte deployment
@@ -112,7 +130,7 @@ type FlyteClient struct {
 // as; flags override what it publishes.
 type flyteSource struct{ o *Options }
 
-func (s flyteSource) endpoint() string { return normalizeFlyteEndpoint(s.o.FlyteEndpoint) }
+func (s flyteSource) endpoint() string { return normalizeFlyteEndpoint(s.o.FlyteEndpoint, s.o.Insecure) }
 
 // validate checks that the endpoint is an http(s) URL; the issuer and
 // client id are optional (discovered).

@@ -310,7 +310,7 @@ func TestFlyteFlagsAndKey(t *testing.T) {
 	if err := fs.Parse([]string{"--flyte-endpoint=dns:///flyte.example.com/", "--resend-auth-params=false", "--token-cache-storage=keyring"}); err != nil {
 		t.Fatal(err)
 	}
-	if o.FlyteEndpoint != "https://flyte.example.com" || !o.UseAccessToken || o.ResendAuthParams == nil || *o.ResendAuthParams || o.Storage != "keyring" {
+	if (flyteSource{&o}).endpoint() != "https://flyte.example.com" || !o.UseAccessToken || o.ResendAuthParams == nil || *o.ResendAuthParams || o.Storage != "keyring" {
 		t.Errorf("parsed %+v", o)
 	}
 	if err := o.Validate(); err != nil {

@@ -77,6 +77,13 @@ type Options struct {
 	// and IssuerURL and ClientID become optional overrides. Set
 	// UseAccessToken too: Flyte takes the access token (RegisterFlags does).
 	FlyteEndpoint string
+	// FlyteConfig names flytectl's configuration file to take the endpoint,
+	// insecure and the ClientSecret settings from ("-": the one flytectl
+	// finds); see ApplyFlyteConfig.
+	FlyteConfig string
+	// Insecure is flytectl's admin.insecure: the Flyte endpoint speaks
+	// plain http, on loopback or not.
+	Insecure bool
 	// ResendAuthParams sends the authorization request's parameters again
 	// with the code exchange (see pkce.Login.ResendAuthParams); nil means
 	// on with FlyteEndpoint, off otherwise.
@@ -213,11 +220,13 @@ func (o *Options) RegisterProviderFlags(fs *flag.FlagSet) {
 		return nil
 	})
 	// Flyte (see flyte.go).
-	fs.Func("flyte-endpoint", "Flyte deployment URL to discover the login from (client id, redirect URI, scopes); implies --oidc-use-access-token", func(s string) error {
-		o.FlyteEndpoint = normalizeFlyteEndpoint(s)
+	fs.Func("flyte-endpoint", "Flyte deployment to discover the login from (client id, redirect URI, scopes): a URL, host:port or flytectl's dns:///host:port; implies --oidc-use-access-token", func(s string) error {
+		o.FlyteEndpoint = strings.TrimSpace(s)
 		o.UseAccessToken = true
 		return nil
 	})
+	fs.Var(flyteConfigFlag{o}, "flyte-config", "take the Flyte endpoint, insecure and ClientSecret settings from flytectl's config file (=FILE; default $FLYTECTL_CONFIG or ~/.flyte/config.yaml)")
+	fs.BoolVar(&o.Insecure, "insecure", false, "the Flyte endpoint speaks plain http (flytectl's admin.insecure)")
 	o.RegisterCacheFlags(fs)
 	fs.Func("token-cache-storage", "token storage: disk, keyring (the OS keychain; lock files stay on disk) or none (default disk)", func(s string) error {
 		switch s {
@@ -419,6 +428,28 @@ func (o *Options) Key() cache.Key {
 func (o *Options) Describe() string {
 	return o.source().describe()
 }
+
+// flyteConfigFlag is --flyte-config, alone ("-": the file flytectl finds)
+// or with a file.
+type flyteConfigFlag struct{ o *Options }
+
+func (f flyteConfigFlag) String() string {
+	if f.o == nil {
+		return ""
+	}
+	return f.o.FlyteConfig
+}
+
+func (f flyteConfigFlag) Set(s string) error {
+	if s == "true" {
+		s = "-"
+	}
+	f.o.FlyteConfig = s
+	f.o.UseAccessToken = true
+	return nil
+}
+
+func (f flyteConfigFlag) IsBoolFlag() bool { return true }
 
 // optionalBool is a boolean flag whose absence is told apart from false.
 type optionalBool struct{ p **bool }

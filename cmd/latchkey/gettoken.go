@@ -35,6 +35,9 @@ Example kubeconfig user:
 		o.RegisterFlags(fs)
 		ignoreKlogFlags(fs)
 		return func(ctx context.Context) int {
+			if err := o.ApplyFlyteConfig(c.getenv); err != nil {
+				return c.fail(err)
+			}
 			req, err := plugin.ParseExecInfo(c.getenv(plugin.ExecInfoEnv))
 			if err != nil {
 				return c.fail(err)
@@ -69,6 +72,9 @@ Example kubeconfig user:
 func (c *cli) token(ctx context.Context, cl *plugin.Client) (*plugin.Token, error) {
 	if cl.Options.InsecureSkipTLSVerify {
 		cl.Logger.Warn("--insecure-skip-tls-verify is set: the provider's TLS certificate is NOT verified; anyone on the network path can steal your tokens")
+	}
+	if w := cl.Options.InsecureWarning(); w != "" {
+		cl.Logger.Warn(w)
 	}
 	return cl.Token(ctx)
 }

@@ -31,6 +31,9 @@ Examples:
 		ignoreLoginFlags(fs)
 		ignoreKlogFlags(fs)
 		return func(ctx context.Context) int {
+			if err := o.ApplyFlyteConfig(c.getenv); err != nil {
+				return c.fail(err)
+			}
 			cl := c.client(o, false)
 			if !*all {
 				res, err := cl.Logout(ctx)

@@ -47,6 +47,9 @@ Examples:
 			if from.set {
 				return c.fromKubelogin(ctx, cmp.Or(from.path, *kubeconfig))
 			}
+			if err := o.ApplyFlyteConfig(c.getenv); err != nil {
+				return c.fail(err)
+			}
 			args := append([]string{"get-token"}, reusableArgs(fs, c.args)...)
 			u := execUser{
 				APIVersion:      plugin.APIVersionV1,

@@ -37,6 +37,9 @@ Examples:
 		idToken := fs.Bool("id-token", false, "print the ID token instead of the access token")
 		output := fs.String("output", "token", "what to print: token, header (Authorization: Bearer ...) or json")
 		return func(ctx context.Context) int {
+			if err := o.ApplyFlyteConfig(c.getenv); err != nil {
+				return c.fail(err)
+			}
 			switch *output {
 			case "token", "header", "json":
 			default:
