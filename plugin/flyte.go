@@ -130,7 +130,9 @@ type FlyteClient struct {
 // as; flags override what it publishes.
 type flyteSource struct{ o *Options }
 
-func (s flyteSource) endpoint() string { return normalizeFlyteEndpoint(s.o.FlyteEndpoint, s.o.Insecure) }
+func (s flyteSource) endpoint() string {
+	return normalizeFlyteEndpoint(s.o.FlyteEndpoint, s.o.Insecure)
+}
 
 // validate checks that the endpoint is an http(s) URL; the issuer and
 // client id are optional (discovered).

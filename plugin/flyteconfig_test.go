@@ -47,8 +47,8 @@ func TestParseFlytectlConfig(t *testing.T) {
 	}
 	for doc, want := range map[string]*flytectlConfig{
 		"admin:\n  endpoint: localhost:30080\n  insecure: true\n  scopes: [all, \"x y\"]\n": {Endpoint: "localhost:30080", Insecure: true, Scopes: []string{"all", "x y"}},
-		"admin:\n    endpoint: 'dns:///a:1'\n    clientSecretEnvVar: FLYTE_SECRET\n":   {Endpoint: "dns:///a:1", ClientSecretEnvVar: "FLYTE_SECRET"},
-		"logger:\n  endpoint: nope\n":                                                  {},
+		"admin:\n    endpoint: 'dns:///a:1'\n    clientSecretEnvVar: FLYTE_SECRET\n":        {Endpoint: "dns:///a:1", ClientSecretEnvVar: "FLYTE_SECRET"},
+		"logger:\n  endpoint: nope\n": {},
 	} {
 		c, err := parseFlytectlConfig(doc)
 		if err != nil {
