@@ -285,7 +285,11 @@ func (k *call) renew(ctx context.Context, e *cache.Entry) (*Token, error) {
 		if err != nil {
 			return nil, err
 		}
-		if minted := mintedBy(e); minted != "" && minted != l.provider.Issuer {
+		if expiredJWT(e.RefreshToken, k.now()) {
+			// flyteadmin's refresh tokens are JWTs: one past its exp is
+			// refused anyway; not sent at all.
+			k.log.Info("the refresh token has expired, logging in again")
+		} else if minted := mintedBy(e); minted != "" && minted != l.provider.Issuer {
 			// RFC 9700 §4.4: the tokens go only to the issuer that
 			// minted them.
 			k.log.Warn("the provider's metadata now names another issuer; its tokens are not sent there, logging in again",
@@ -374,6 +378,12 @@ func providerOf(e *cache.Entry) *Provider {
 		return nil
 	}
 	return &p
+}
+
+// expiredJWT tells whether token is a JWT whose exp has passed.
+func expiredJWT(token string, now time.Time) bool {
+	c, err := ParseClaims(token)
+	return err == nil && !c.Expiry.IsZero() && !now.Before(c.Expiry)
 }
 
 // mintedBy returns the issuer that minted e's tokens: as stored, or, in an

@@ -3,7 +3,9 @@ package plugin
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"errors"
 	"flag"
 	"log/slog"
@@ -681,27 +683,75 @@ func TestBadLoopbackOptionsTouchNothing(t *testing.T) {
 
 // TestServerErrorIsNoRefusal: invalid_grant in a 5xx is the provider
 // failing, not a refused refresh token: no login.
-func TestServerErrorIsNoRefusal(t *testing.T) {
-	var fail atomic.Bool
-	h := newHarness(t, idptest.Config{Intercept: func(w http.ResponseWriter, r *http.Request) bool {
-		if !fail.Load() || r.URL.Path != idptest.TokenPath {
-			return false
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusInternalServerError)
-		w.Write([]byte(`{"error":"invalid_grant"}`))
-		return true
-	}})
+// TestServerErrors: what a 5xx from the token endpoint on refresh means.
+// flyteadmin answers an expired or unusable refresh token (after an hour
+// idle, or a restart with new keys) with 500 and {"error":"server_error"}:
+// latchkey counted that as the provider being down and failed every call
+// until logout; now it is a refusal, and the person logs in once. A
+// provider that is really down (502, 503, 504, or a 5xx page that is no
+// OAuth error document) still never opens a browser.
+func TestServerErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		status int
+		body   string
+		login  bool
+	}{
+		{"flyteadmin: 500 server_error", 500, `{"error":"server_error"}`, true},
+		{"500 invalid_grant", 500, `{"error":"invalid_grant"}`, true},
+		{"500 page", 500, `<html>oops</html>`, false},
+		{"502 OAuth document", 502, `{"error":"server_error"}`, false},
+		{"503 temporarily_unavailable", 503, `{"error":"temporarily_unavailable"}`, false},
+		{"504 page", 504, `<html>timeout</html>`, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var fail atomic.Bool
+			h := newHarness(t, idptest.Config{Intercept: func(w http.ResponseWriter, r *http.Request) bool {
+				if !fail.Load() || r.URL.Path != idptest.TokenPath || r.FormValue("grant_type") != "refresh_token" {
+					return false
+				}
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tt.status)
+				w.Write([]byte(tt.body))
+				return true
+			}})
+			o := h.options()
+			h.mustToken(o)
+			fail.Store(true)
+			h.clock.Advance(2 * idptest.DefaultTokenLifetime)
+			_, err := h.token(o)
+			if got := h.browsers.Load(); (got == 2) != tt.login || (err == nil) != tt.login {
+				t.Errorf("err %v, browsers %d; want a login: %v", err, got, tt.login)
+			}
+			if !tt.login && h.entry(o).RefreshToken == "" {
+				t.Error("an outage dropped the refresh token")
+			}
+		})
+	}
+}
+
+// TestExpiredJWTRefreshToken: a refresh token that is a JWT whose exp has
+// passed (flyteadmin's live 60 minutes) is not sent at all: a login follows.
+func TestExpiredJWTRefreshToken(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
 	o := h.options()
 	h.mustToken(o)
-	fail.Store(true)
+	e := h.entry(o)
+	e.RefreshToken = jwtWithExp(h.clock.Now().Add(time.Hour))
+	if err := cache.Open(h.dir).Save(o.Key().ID(), e); err != nil {
+		t.Fatal(err)
+	}
 	h.clock.Advance(2 * idptest.DefaultTokenLifetime)
-	if _, err := h.token(o); err == nil || errors.Is(err, errRefreshRefused) {
-		t.Errorf("err = %v, want a failure that is not a refusal", err)
+	h.mustToken(o)
+	if cn := h.idp.Counts(); cn.Refresh != 0 || h.browsers.Load() != 2 {
+		t.Errorf("%d refresh requests, %d browsers; want 0 and a login", cn.Refresh, h.browsers.Load())
 	}
-	if got := h.browsers.Load(); got != 1 {
-		t.Errorf("browsers opened = %d, want 1", got)
-	}
+}
+
+// jwtWithExp is an unsigned JWT whose exp is at.
+func jwtWithExp(at time.Time) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"RS256"}`)) + "." + enc([]byte(fmt.Sprintf(`{"exp":%d}`, at.Unix()))) + ".c2ln"
 }
 
 // TestLogoutAllUsesStoredMetadata: logout --all revokes each login with the

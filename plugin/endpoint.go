@@ -180,8 +180,12 @@ const (
 
 // classify tells what a token request's error means. A refusal is a 400 or
 // 401 error response with invalid_grant (RFC 6749 §5.2), or invalid_request,
-// which Dex answers for a refresh token already claimed; errRefreshRefused
-// marks a response that does not give what was asked for.
+// which Dex answers for a refresh token already claimed; or a 5xx other
+// than 502, 503 and 504 that is an OAuth error document: flyteadmin answers
+// an expired or unusable refresh token with 500 server_error. errRefreshRefused
+// marks a response that does not give what was asked for. A provider that
+// is down (no connection, a timeout, 502, 503, 504, or a 5xx that is no
+// OAuth error document, such as a proxy's page) is unreachable.
 func classify(err error) failure {
 	if errors.Is(err, errRefreshRefused) {
 		return refused
@@ -193,8 +197,10 @@ func classify(err error) failure {
 	switch s := re.Response.StatusCode; {
 	case (s == http.StatusBadRequest || s == http.StatusUnauthorized) && (re.ErrorCode == "invalid_grant" || re.ErrorCode == "invalid_request"):
 		return refused
-	case s >= 500:
+	case s == http.StatusBadGateway || s == http.StatusServiceUnavailable || s == http.StatusGatewayTimeout:
 		return unreachable
+	case s >= 500:
+		return refused
 	}
 	return rejected
 }
