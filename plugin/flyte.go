@@ -246,7 +246,10 @@ func discoverFlyte(ctx context.Context, hc *http.Client, endpoint, want string, 
 	u := endpoint + FlyteMetadataPath
 	var raw json.RawMessage
 	if err := getJSON(ctx, hc, u, &raw); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrDiscovery, err)
+		// A sandbox may serve gRPC (flytectl's admin.endpoint) and the HTTP
+		// API, where the metadata are, on two ports.
+		return nil, fmt.Errorf("%w: %w (if the deployment serves its HTTP API on another port than gRPC, as sandboxes may, "+
+			"give that one with --flyte-endpoint)", ErrDiscovery, err)
 	}
 	var p Provider
 	var m flyteMetadata

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,9 +22,15 @@ import (
 )
 
 // fakeFlyte is a Flyte admin service reduced to its two unauthenticated
-// metadata endpoints, in front of an idptest provider that does the OAuth.
+// metadata endpoints and, as flyteadmin's built-in authorization server is,
+// its token endpoint, in front of an idptest provider that does the OAuth.
+// It behaves as the real flyteadmin was seen to: metadata in snake_case
+// only with Accept: application/json (camelCase otherwise); an unusable
+// refresh token answered with 500 {"error":"server_error"}; no gRPC on its
+// HTTP port (GRPCAddr is a port that speaks no HTTP, as a sandbox's).
 type fakeFlyte struct {
-	URL string
+	URL      string
+	GRPCAddr string
 
 	mu       sync.Mutex
 	metadata map[string]any // RFC 8414 metadata
@@ -37,7 +44,7 @@ func newFakeFlyte(t *testing.T, idp *idptest.Server, redirectURI string) *fakeFl
 		metadata: map[string]any{
 			"issuer":                           idp.URL,
 			"authorization_endpoint":           idp.URL + idptest.AuthorizePath,
-			"token_endpoint":                   idp.URL + idptest.TokenPath,
+			"token_endpoint":                   "", // set below: the admin's own
 			"jwks_uri":                         idp.URL + idptest.JWKSPath,
 			"revocation_endpoint":              idp.URL + idptest.RevocationPath,
 			"device_authorization_endpoint":    idp.URL + idptest.DeviceCodePath,
@@ -66,15 +73,71 @@ func newFakeFlyte(t *testing.T, idp *idptest.Server, redirectURI string) *fakeFl
 				http.NotFound(w, r)
 				return
 			}
+			if r.Header.Get("Accept") != "application/json" {
+				d = camelCase(d)
+			}
 			writeTestJSON(w, d)
 		}
 	}
 	mux.Handle("GET "+FlyteMetadataPath, serve(func() map[string]any { return f.metadata }))
 	mux.Handle("GET "+FlyteClientConfigPath, serve(func() map[string]any { return f.client }))
+	mux.HandleFunc("POST /oauth2/token", func(w http.ResponseWriter, r *http.Request) {
+		req, _ := http.NewRequestWithContext(r.Context(), http.MethodPost, idp.URL+idptest.TokenPath, r.Body)
+		req.Header = r.Header.Clone()
+		resp, err := idp.Client().Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode == http.StatusBadRequest && strings.Contains(string(body), `"invalid_grant"`) {
+			// flyteadmin (fosite) answers a refresh token it cannot use so.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusInternalServerError)
+			w.Write([]byte(`{"error":"server_error"}`))
+			return
+		}
+		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+		w.WriteHeader(resp.StatusCode)
+		w.Write(body)
+	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	f.URL = srv.URL
+	f.metadata["token_endpoint"] = srv.URL + "/oauth2/token"
+	grpc, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { grpc.Close() })
+	go func() {
+		for {
+			c, err := grpc.Accept()
+			if err != nil {
+				return
+			}
+			c.Close() // no HTTP here
+		}
+	}()
+	f.GRPCAddr = grpc.Addr().String()
 	return f
+}
+
+// camelCase returns d with its keys in camelCase, as flyteadmin's gRPC
+// gateway writes them without Accept: application/json.
+func camelCase(d map[string]any) map[string]any {
+	out := make(map[string]any, len(d))
+	for k, v := range d {
+		parts := strings.Split(k, "_")
+		for i := 1; i < len(parts); i++ {
+			if parts[i] != "" {
+				parts[i] = strings.ToUpper(parts[i][:1]) + parts[i][1:]
+			}
+		}
+		out[strings.Join(parts, "")] = v
+	}
+	return out
 }
 
 func writeTestJSON(w http.ResponseWriter, v any) {
@@ -441,5 +504,90 @@ func TestFlyteStatus(t *testing.T) {
 	if len(st) != 1 || st[0].Issuer != h.idp.URL || st[0].ClientID != idptest.DefaultClientID ||
 		!cmp.Equal(st[0].Scopes, []string{"openid", "offline"}) {
 		t.Errorf("Status = %+v, want issuer %s, client %s, scopes [openid offline]", st, h.idp.URL, idptest.DefaultClientID)
+	}
+}
+
+// TestFlyteAfterAnHourIdle: flyteadmin answers a refresh token it cannot
+// use (expired after its 60 minutes, or signed with keys from before a
+// restart) with 500 server_error. latchkey took that for an outage: every
+// call failed, even with --force-refresh, until logout. Now the person gets
+// one new login.
+func TestFlyteAfterAnHourIdle(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	f := newFakeFlyte(t, h.idp, localhostRedirect(t))
+	o := h.flyteOptions(f)
+	h.mustToken(o)
+	h.idp.RevokeAll() // what an hour idle or a restart does to the refresh token
+	h.clock.Advance(2 * idptest.DefaultTokenLifetime)
+	tok, err := h.token(o)
+	if err != nil || h.browsers.Load() != 2 || tok.Value != h.entry(o).AccessToken {
+		t.Errorf("after the 500: %v, %d browsers; want one new login", err, h.browsers.Load())
+	}
+	if rr := h.idp.Counts().RefreshRejected; rr != 1 {
+		t.Errorf("refused refreshes = %d, want 1", rr)
+	}
+}
+
+// TestFakeFlyteCase: the fake admin serves camelCase metadata unless asked
+// for JSON, as flyteadmin does; latchkey asks (every Flyte test logs in).
+func TestFakeFlyteCase(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	f := newFakeFlyte(t, h.idp, localhostRedirect(t))
+	for accept, key := range map[string]string{"": "authorizationEndpoint", "application/json": "authorization_endpoint"} {
+		req, _ := http.NewRequest(http.MethodGet, f.URL+FlyteMetadataPath, nil)
+		if accept != "" {
+			req.Header.Set("Accept", accept)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		resp.Body.Close()
+		if _, ok := m[key]; !ok {
+			t.Errorf("Accept %q: no %s in %v", accept, key, keys(m))
+		}
+	}
+	if _, err := h.token(h.flyteOptions(f)); err != nil {
+		t.Errorf("login through the admin's metadata: %v", err)
+	}
+}
+
+// TestFlyteAudienceRefused: a deployment that advertises an audience its
+// own authorization server does not allow for the client gets invalid_request
+// "Requested audience ... has not been whitelisted" (flytekit sends the
+// audience; flytectl never does): the message names the audience and how to
+// send another or none.
+func TestFlyteAudienceRefused(t *testing.T) {
+	h := newHarness(t, idptest.Config{AllowedAudiences: []string{"https://other.example"}})
+	h.denials = true
+	f := newFakeFlyte(t, h.idp, localhostRedirect(t))
+	_, err := h.token(h.flyteOptions(f))
+	if err == nil || !strings.Contains(err.Error(), `"https://flyte.example.com/api"`) || !strings.Contains(err.Error(), "audience=") {
+		t.Errorf("Token = %v, want the audience named and the flag to override it", err)
+	}
+	// With the override, no audience is sent and the login works.
+	o := h.flyteOptions(f)
+	o.AuthParams = map[string]string{"audience": "https://other.example"}
+	if _, err := h.token(o); err != nil {
+		t.Errorf("with --oidc-auth-request-extra-params=audience=...: %v", err)
+	}
+}
+
+// TestFlyteGRPCPort: a sandbox serves gRPC (flytectl's admin.endpoint) and
+// the HTTP API on two ports; pointed at the gRPC one, latchkey says to give
+// the HTTP one, and with it logs in.
+func TestFlyteGRPCPort(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	f := newFakeFlyte(t, h.idp, localhostRedirect(t))
+	o := h.flyteOptions(f)
+	o.FlyteEndpoint, o.Insecure = "dns:///"+f.GRPCAddr, true
+	if _, err := h.token(o); !errors.Is(err, ErrDiscovery) || !strings.Contains(err.Error(), "--flyte-endpoint") {
+		t.Errorf("Token at the gRPC port = %v, want ErrDiscovery naming --flyte-endpoint", err)
+	}
+	o.FlyteEndpoint = f.URL
+	if _, err := h.token(o); err != nil {
+		t.Errorf("at the HTTP port: %v", err)
 	}
 }

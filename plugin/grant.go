@@ -241,9 +241,22 @@ func (f *flow) browser(ctx context.Context) (*tokenResponse, string, error) {
 			"accept the redirect URI: pass the one registered for the client with --oidc-redirect-url, or register "+
 			"http://127.0.0.1/callback for any port): %w", f.timeout, err)
 	case err != nil:
-		return nil, "", fmt.Errorf("log in: %w", err)
+		return nil, "", fmt.Errorf("log in: %w%s", err, f.audienceHint(err))
 	}
 	return r, req.Nonce, nil
+}
+
+// audienceHint explains an authorization error about the audience
+// parameter (flyteadmin: "Requested audience '...' has not been
+// whitelisted"): which audience was sent, and how to send another or none.
+func (f *flow) audienceHint(err error) string {
+	var ae *pkce.AuthError
+	aud, sent := f.l.authParams["audience"]
+	if !sent || !errors.As(err, &ae) || !strings.Contains(strings.ToLower(ae.Description), "audience") {
+		return ""
+	}
+	return fmt.Sprintf("; the authorization server refused the audience %q (a Flyte deployment may advertise one its server does not allow): "+
+		"send another with --oidc-auth-request-extra-params=audience=VALUE, or none with --oidc-auth-request-extra-params=audience=", aud)
 }
 
 // errRequestRefused reports an authorization request the provider refused

@@ -130,6 +130,12 @@ type Config struct {
 	// OmitExpiresIn drops expires_in from token responses (it is only
 	// RECOMMENDED, RFC 6749 §5.1).
 	OmitExpiresIn bool
+	// AllowedAudiences, if set, are the only values of the audience
+	// authorization parameter the server takes; another gets
+	// invalid_request "Requested audience '...' has not been whitelisted by
+	// the OAuth 2.0 Client.", as flyteadmin (fosite) answers one its client
+	// may not ask for.
+	AllowedAudiences []string
 	// RedirectURIs, if set, are the only redirect URIs the server takes,
 	// compared exactly (as Okta, Entra ID, Glewlwyd and LemonLDAP::NG do);
 	// any other gets a 400 page and no redirect. Empty means any http
@@ -570,6 +576,9 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		return
 	case cfg.DenyAuthorization != "":
 		fail(cfg.DenyAuthorization, "authorization denied by the test")
+		return
+	case q.Has("audience") && len(cfg.AllowedAudiences) > 0 && !slices.Contains(cfg.AllowedAudiences, q.Get("audience")):
+		fail(errInvalidRequest, "Requested audience '"+q.Get("audience")+"' has not been whitelisted by the OAuth 2.0 Client.")
 		return
 	}
 
