@@ -134,6 +134,11 @@ type Entry struct {
 	// so that processes waiting behind it give up at once instead of each
 	// waiting out the same stalled provider. A successful save clears it.
 	RefreshFailure *Failure `json:"refresh_failure,omitempty"`
+	// LastFailure, if set, is the last login or refresh for this key that
+	// failed, whatever the reason (a busy port, no way to reach the person
+	// too), for `latchkey status`: callers that swallow latchkey's stderr
+	// (flytectl) show only an exit status.
+	LastFailure *Failure `json:"last_failure,omitempty"`
 	// Secrets tells where the tokens are when the file does not hold them:
 	// [SecretsInKeyring] means in [Cache.Keyring] (the file then keeps only
 	// what is not secret: key, provider, expiries). Load fills them in.

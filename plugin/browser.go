@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"time"
 )
 
 // ErrNoBrowser reports that no way to open a browser was found; the person
@@ -42,8 +43,16 @@ type Browser struct {
 	Logger *slog.Logger
 }
 
+// launchWait is how long Open watches the browser command: one that fails
+// (a launcher that finds no browser, /bin/false) exits at once, while a
+// browser keeps running and a launcher such as xdg-open exits 0.
+const launchWait = 2 * time.Second
+
 // Open prints url for the person and starts the browser on it without
-// waiting for the browser to exit.
+// waiting for the browser to exit. It reports ErrNoBrowser when there is
+// none to start (the URL is printed), and an error when the command fails
+// to start or exits non-zero within launchWait (it says so on Stderr at
+// once).
 func (b *Browser) Open(ctx context.Context, url string) error {
 	w := b.stderr()
 	if b.Skip {
@@ -53,7 +62,7 @@ func (b *Browser) Open(ctx context.Context, url string) error {
 	argv, err := b.Argv(url)
 	if err != nil {
 		fmt.Fprintf(w, "latchkey: %v; open this URL in a browser to log in:\n\n    %s\n\n", err, url)
-		return nil
+		return err
 	}
 	fmt.Fprintf(w, "latchkey: opening a browser to log in; if none opens, visit:\n\n    %s\n\n", url)
 	cmd := exec.Command(argv[0], argv[1:]...)
@@ -68,7 +77,17 @@ func (b *Browser) Open(ctx context.Context, url string) error {
 	if b.Logger != nil {
 		b.Logger.Debug("started browser", "command", argv[0], "pid", cmd.Process.Pid)
 	}
-	go func() { _ = cmd.Wait() }()
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			fmt.Fprintf(w, "latchkey: the browser command %s failed (%v); open the URL above yourself\n", argv[0], err)
+			return fmt.Errorf("browser command %s: %w", argv[0], err)
+		}
+	case <-time.After(launchWait):
+	case <-ctx.Done():
+	}
 	return nil
 }
 

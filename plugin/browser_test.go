@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -406,8 +408,10 @@ func TestBrowserOpenNoBrowserPrintsURL(t *testing.T) {
 	var stderr bytes.Buffer
 	b := platform{goos: "linux", path: openers}.browser("")
 	b.Stderr = &stderr
-	if err := b.Open(t.Context(), testAuthURL); err != nil {
-		t.Fatalf("Open without a display = %v, want nil (the person opens the URL)", err)
+	// The URL is printed for the person; the error tells the caller that
+	// no browser opened (a caller whose stderr nobody sees stops at once).
+	if err := b.Open(t.Context(), testAuthURL); !errors.Is(err, ErrNoBrowser) {
+		t.Fatalf("Open without a display = %v, want ErrNoBrowser", err)
 	}
 	got := stderr.String()
 	if !strings.Contains(got, "\n    "+testAuthURL+"\n") {
@@ -432,5 +436,33 @@ func TestBrowserOpenStartFails(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), testAuthURL) {
 		t.Errorf("stderr = %q, want the URL for the person", stderr.String())
+	}
+}
+
+// TestBrowserCommandFails: a browser command that fails (--browser-command
+// /bin/false, a launcher that exits 1) is said at once, and reported: it
+// used to cost the whole --authentication-timeout-sec with nothing said.
+func TestBrowserCommandFails(t *testing.T) {
+	dir := t.TempDir()
+	script := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"+body+"\n"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	if runtime.GOOS == "windows" {
+		t.Skip("shell scripts")
+	}
+	var stderr lockedBuffer
+	err := (&Browser{Command: script("fails", "exit 1"), Stderr: &stderr}).Open(t.Context(), testAuthURL)
+	if err == nil || !strings.Contains(stderr.String(), "failed") {
+		t.Errorf("Open with a failing command = %v, stderr %q; want an error said at once", err, stderr.String())
+	}
+	// A command that keeps running (a browser) or exits 0 (xdg-open) is fine.
+	for _, cmd := range []string{script("ok", "exit 0"), script("runs", "sleep 5")} {
+		if err := (&Browser{Command: cmd, Stderr: io.Discard}).Open(t.Context(), testAuthURL); err != nil {
+			t.Errorf("Open(%s) = %v", cmd, err)
+		}
 	}
 }

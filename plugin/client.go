@@ -60,6 +60,12 @@ type Client struct {
 	// Stderr receives what the person must see (the login URL); nil means
 	// os.Stderr.
 	Stderr io.Writer
+	// StderrUnseen tells that what latchkey writes to Stderr reaches nobody:
+	// the caller swallows it (flytectl does) and there is no terminal to
+	// write to instead. A login that needs the person to read a URL or a
+	// code then fails at once, instead of waiting
+	// --authentication-timeout-sec for nobody.
+	StderrUnseen bool
 	// Attended tells that a person watches this call: its stderr is their
 	// terminal, or the command is one only people run (setup). An attended
 	// call may start a browser login during the cool-down after a failed
@@ -509,11 +515,11 @@ const (
 
 // record notes a failed login or refresh in the cache entry, for the
 // processes waiting behind this one and, after a login, for the
-// cool-down. A login that never reached the person (a usage error, a busy
-// port, no terminal: a setupError) is not noted: there is nothing to wait
-// out.
+// cool-down; and, as LastFailure, for status. A login that never reached
+// the person (a usage error, a busy port, nobody to show the URL to: a
+// setupError) is noted for status only: there is nothing to wait out.
 func (k *call) record(e *cache.Entry, err error, o outcome) {
-	if k.store == nil || errors.As(err, new(*setupError)) {
+	if k.store == nil {
 		return
 	}
 	var next cache.Entry
@@ -521,10 +527,13 @@ func (k *call) record(e *cache.Entry, err error, o outcome) {
 		next = *e
 	}
 	f := &cache.Failure{At: k.now(), Reason: strings.Join(strings.Fields(err.Error()), " ")}
-	switch o {
-	case refreshFailed:
+	next.LastFailure = f
+	switch {
+	case errors.As(err, new(*setupError)):
+		// Only for status: nothing for others to wait out.
+	case o == refreshFailed:
 		next.RefreshFailure = f
-	case loginFailedRefreshGood:
+	case o == loginFailedRefreshGood:
 		next.LoginFailure = f
 	default:
 		next.RefreshToken, next.LoginFailure = "", f

@@ -46,7 +46,10 @@ type flow struct {
 	tc *tokenClient
 	o  *Options
 	// opener is Client.OpenBrowser; nil means Browser.
-	opener  func(ctx context.Context, url string) error
+	opener func(ctx context.Context, url string) error
+	// visible: what is written to stderr reaches a person (not
+	// Client.StderrUnseen, or a terminal on stdin).
+	visible bool
 	stdin   io.Reader
 	stderr  io.Writer
 	getenv  func(string) string
@@ -61,7 +64,7 @@ func (k *call) login(ctx context.Context, hc *http.Client, l *login) (*cache.Ent
 	c := k.c
 	f := &flow{
 		l: l, tc: l.client(hc, k.now), o: k.o,
-		opener: c.OpenBrowser, stdin: c.Stdin, stderr: c.Stderr, getenv: c.Getenv,
+		opener: c.OpenBrowser, visible: !c.StderrUnseen || c.Stdin != nil, stdin: c.Stdin, stderr: c.Stderr, getenv: c.Getenv,
 		log: k.log, now: k.now, after: c.After, timeout: k.authTimeout(),
 	}
 	if f.stderr == nil {
@@ -113,6 +116,9 @@ func (f *flow) run(ctx context.Context) (*tokenResponse, string, error) {
 		}
 	}
 	log("logging in with "+grantName(grant), "grant", grant, "reason", why)
+	if err := f.reachable(grant); err != nil {
+		return nil, "", err
+	}
 	if grant == GrantDeviceCode {
 		r, err := f.device(ctx)
 		if err == nil || !errors.Is(err, errDeviceNotAllowed) || f.o.GrantType == GrantDeviceCode {
@@ -128,6 +134,31 @@ func (f *flow) run(ctx context.Context) (*tokenResponse, string, error) {
 		return f.keyboard(ctx)
 	}
 	return f.browser(ctx)
+}
+
+// errNobody reports a login that needs the person when nothing can reach
+// them: no browser opens, and nothing shows a URL or a code (stderr is no
+// terminal, as under flytectl, which swallows it, with no /dev/tty).
+var errNobody = errors.New("no way to reach the person")
+
+// reachable fails at once a login with grant that would wait for nobody:
+// the device grant, or a browser login whose URL is only printed, when what
+// is printed reaches no one.
+func (f *flow) reachable(grant string) error {
+	if f.visible {
+		return nil
+	}
+	ok, why := f.browserAvailable()
+	switch {
+	case grant == GrantDeviceCode:
+		why = "the device login's code is only printed"
+	case grant == GrantAuthCode && f.o.SkipOpenBrowser:
+		why = "--skip-open-browser only prints the login URL"
+	case grant != GrantAuthCode || ok:
+		return nil
+	}
+	return &setupError{fmt.Errorf("log in: %w: %s, and stderr reaches no terminal (no /dev/tty either); "+
+		"run the command once in a terminal to log in, or set --browser-command", errNobody, why)}
 }
 
 // choose returns the grant to log in with and why it was chosen.
@@ -206,10 +237,20 @@ func (f *flow) open(ctx context.Context, url string) error {
 
 // browser runs the browser login: the authorization code grant with PKCE
 // over a loopback redirect (pkce.Login), the code exchanged through the
-// login's token client.
+// login's token client. If the browser cannot be opened and nothing shows
+// its URL to the person, the login ends at once.
 func (f *flow) browser(ctx context.Context) (*tokenResponse, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	open := func(ctx context.Context, url string) error {
+		err := f.open(ctx, url)
+		if err != nil && !f.visible {
+			stop(&setupError{fmt.Errorf("log in: %w: %w, and stderr reaches no terminal to show the login URL", errNobody, err)})
+		}
+		return err
+	}
 	var r *tokenResponse
 	pl := &pkce.Login{
 		Request:          f.l.request(),
@@ -217,7 +258,7 @@ func (f *flow) browser(ctx context.Context) (*tokenResponse, string, error) {
 		ListenAddresses:  f.l.listenAddresses,
 		ResendAuthParams: f.l.resendAuthParams,
 		AfterURL:         f.o.OpenURLAfterAuthentication,
-		OpenBrowser:      f.open,
+		OpenBrowser:      open,
 		Check:            f.checkRequest,
 		Exchange: func(ctx context.Context, form url.Values) (err error) {
 			r, err = f.tc.token(ctx, f.l.provider.TokenEndpoint, f.l.tokenForm(form))
@@ -233,6 +274,9 @@ func (f *flow) browser(ctx context.Context) (*tokenResponse, string, error) {
 		pl.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	req, err := pl.Run(ctx)
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, errNobody) {
+		return nil, "", cause
+	}
 	switch {
 	case errors.Is(err, pkce.ErrConfig), errors.Is(err, pkce.ErrListen):
 		return nil, "", &setupError{fmt.Errorf("log in: %w", err)}

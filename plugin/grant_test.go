@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
@@ -712,4 +714,43 @@ func TestOfflineNeedsConsent(t *testing.T) {
 			t.Errorf("prompt=%q sent, or consent noted, for a provider that grants offline_access without it", p)
 		}
 	})
+}
+
+// TestNobodyToReach: flytectl swallows the command's stderr and gives it no
+// stdin; with no browser (or a browser command that fails) and no terminal,
+// latchkey waited out the whole --authentication-timeout-sec and the reason
+// was lost. Now it fails at once, and the reason is kept for status.
+func TestNobodyToReach(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("shell script")
+	}
+	failing := filepath.Join(t.TempDir(), "browser")
+	if err := os.WriteFile(failing, []byte("#!/bin/sh\nexit 1\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	noDisplay := func(string) string { return "" }
+	for name, o := range map[string]func(*Options){
+		"no browser, device grant": func(*Options) {},
+		"no browser, no device":    func(o *Options) { o.GrantType = GrantAuthCode },
+		"browser command fails":    func(o *Options) { o.BrowserCommand = failing },
+	} {
+		t.Run(name, func(t *testing.T) {
+			h := newHarness(t, idptest.Config{})
+			opts := h.options()
+			opts.AuthTimeout = time.Hour
+			o(&opts)
+			c := &Client{Options: opts, HTTPClient: h.idp.Client(), Now: h.clock.Now, Getenv: noDisplay, Stderr: io.Discard, StderrUnseen: true}
+			_, err := c.Token(t.Context())
+			if !errors.Is(err, errNobody) {
+				t.Fatalf("Token = %v, want errNobody at once", err)
+			}
+			e := h.entry(opts)
+			if e.LastFailure == nil || !strings.Contains(e.LastFailure.Reason, "no way to reach") || e.LoginFailure != nil {
+				t.Errorf("entry: last failure %+v, login failure %+v; want the reason kept and no cool-down", e.LastFailure, e.LoginFailure)
+			}
+			if got := h.idp.Counts().DevicePoll; got != 0 {
+				t.Errorf("%d device polls for nobody", got)
+			}
+		})
+	}
 }

@@ -27,6 +27,8 @@ type Status struct {
 	// Storage is where the tokens are: "disk" or "keyring".
 	Storage      string         `json:"storage"`
 	LoginFailure *cache.Failure `json:"login_failure,omitempty"`
+	// LastFailure is the last login or refresh that failed, for any reason.
+	LastFailure *cache.Failure `json:"last_failure,omitempty"`
 	// Error says why the entry cannot be used.
 	Error string `json:"error,omitempty"`
 	Path  string `json:"path"`
@@ -94,7 +96,7 @@ func (s *Status) describe(e *cache.Entry) {
 		// The tokens are in the OS keyring; status does not unlock it.
 		s.Storage = "keyring"
 	}
-	s.LoginFailure = e.LoginFailure
+	s.LoginFailure, s.LastFailure = e.LoginFailure, e.LastFailure
 }
 
 func timePtr(t time.Time) *time.Time {

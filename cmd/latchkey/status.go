@@ -54,6 +54,13 @@ Examples:
 					or(strings.Join(s.Scopes, ","), "-"), until(s.IDTokenExpiry, now), until(s.AccessTokenExpiry, now), refresh(s), s.Path)
 			}
 			tw.Flush()
+			// Why the last login or refresh failed: callers that swallow
+			// stderr (flytectl) show only an exit status.
+			for _, s := range st {
+				if f := s.LastFailure; f != nil {
+					fmt.Fprintf(c.stdout, "\n%s: last failure %s ago: %s\n", s.Path, now.Sub(f.At).Round(time.Second), f.Reason)
+				}
+			}
 			return 0
 		}
 	},

@@ -54,13 +54,18 @@ Examples:
 			}
 			ctx, stop := interruptible(ctx)
 			defer stop()
-			if tty := c.ttyForPeople(); tty != nil {
+			tty := c.ttyForPeople()
+			if tty != nil {
 				defer tty.Close()
 				cc := *c
 				cc.stderr = tty
 				c = &cc
 			}
-			tok, err := c.token(ctx, c.client(o, isTerminal(c.stdin)))
+			cl := c.client(o, isTerminal(c.stdin))
+			// flytectl swallows stderr: with no terminal either, a login
+			// that needs the person fails at once (status keeps why).
+			cl.StderrUnseen = !c.personAtStderr && tty == nil
+			tok, err := c.token(ctx, cl)
 			if err != nil {
 				return c.fail(err)
 			}

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -197,6 +198,7 @@ func dexConfig(issuer, backendAddr string, ttl time.Duration, u User, fixedRedir
 			{"id": DeviceClient, "name": "latchkey e2e (device code)", "public": true},
 			{"id": KeyboardClient, "name": "latchkey e2e (pasted code)", "public": true},
 			{"id": FixedClient, "name": "latchkey e2e (fixed redirect)", "public": true, "redirectURIs": []string{fixedRedirect}},
+			{"id": TLSClient, "name": "latchkey e2e (https redirect)", "public": true, "redirectURIs": []string{cmp.Or(x.tlsRedirect, "https://127.0.0.1:1/callback")}},
 			{"id": ConfidentialClient, "name": "latchkey e2e (confidential)", "secret": ConfidentialSecret, "redirectURIs": []string{confidentialRedirect}},
 		},
 		"enablePasswordDB": true,
@@ -210,11 +212,6 @@ func dexConfig(issuer, backendAddr string, ttl time.Duration, u User, fixedRedir
 			"userID":            "0c9e3c4a-6f7e-4a39-9d3c-5e2e2e2e2e2e",
 			"groups":            u.Groups,
 		}},
-	}
-	if x.tlsRedirect != "" {
-		clients := cfg["staticClients"].([]map[string]any)
-		cfg["staticClients"] = append(clients, map[string]any{"id": TLSClient, "name": "latchkey e2e (https redirect)", "public": true,
-			"redirectURIs": []string{x.tlsRedirect}})
 	}
 	if x.deviceTTL > 0 {
 		cfg["expiry"].(map[string]any)["deviceRequests"] = x.deviceTTL.String()
