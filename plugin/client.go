@@ -103,6 +103,11 @@ var ErrLoginFailed = errors.New("login failed")
 // (network, timeout, 5xx), seen by a process that waited behind it.
 var ErrRefreshFailed = errors.New("refresh failed")
 
+// ErrCallerGone is the cause of a Token context cancelled because the
+// process that ran latchkey is gone (see context.WithCancelCause): a login
+// it ends starts no cool-down, since nobody failed it.
+var ErrCallerGone = errors.New("the caller of latchkey is gone")
+
 // ErrLoginCooldown reports that a background caller was refused a browser
 // login because one failed or was abandoned moments ago.
 var ErrLoginCooldown = errors.New("not starting another login yet")
@@ -330,6 +335,9 @@ func (k *call) renew(ctx context.Context, e *cache.Entry) (*Token, error) {
 	}
 	l.promptConsent = e != nil && e.OfflineNeedsConsent
 	next, err := k.login(ctx, hc, l)
+	if err != nil && errors.Is(context.Cause(ctx), ErrCallerGone) {
+		err = &setupError{fmt.Errorf("%w: %w", ErrCallerGone, err)}
+	}
 	if err != nil {
 		o := loginFailed
 		if keepRefresh {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/term"
 
@@ -187,11 +188,44 @@ func hasFlags(fs *flag.FlagSet) bool {
 	return n > 0
 }
 
-// interruptible returns ctx cancelled on SIGINT or SIGTERM, so that a login
-// in progress shuts its listener down and records its failure.
+// interruptible returns ctx cancelled on SIGINT or SIGTERM, or when the
+// process that started latchkey is gone, so that a login in progress shuts
+// its listener down and lets go of the lock.
 func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
 	// SIGHUP: the terminal running a login was closed.
-	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, cancel := context.WithCancelCause(ctx)
+	go watchParent(ctx, cancel, os.Getppid(), os.Getppid, parentPoll)
+	return ctx, func() { cancel(nil); stop() }
+}
+
+// parentPoll is how often latchkey checks that its caller is still there.
+const parentPoll = 250 * time.Millisecond
+
+// watchParent cancels ctx with plugin.ErrCallerGone when the parent process
+// is gone: its children are then reparented (to init, or a subreaper), so
+// the parent pid changes, on Linux and macOS alike. A caller killed in the
+// middle of a login (flytectl, kubectl) used to leave latchkey running,
+// holding the redirect port and the lock, so that the next caller could
+// not log in. Windows keeps the pid of a parent that exited: there it
+// watches nothing.
+func watchParent(ctx context.Context, cancel context.CancelCauseFunc, ppid int, getppid func() int, every time.Duration) {
+	if runtime.GOOS == "windows" || ppid <= 1 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if getppid() != ppid {
+				cancel(plugin.ErrCallerGone)
+				return
+			}
+		}
+	}
 }
 
 // parseFlags parses args into fs without printing anything: errors come back
