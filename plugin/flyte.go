@@ -205,12 +205,17 @@ func (s flyteSource) resolve(p *Provider) *login {
 	if o.RedirectURL == "" && len(o.ListenAddresses) == 0 {
 		l.redirectURL = cmp.Or(cc.RedirectURI, DefaultFlyteRedirectURI)
 	}
-	if _, set := o.AuthParams["audience"]; cc.Audience != "" && !set {
+	switch aud, set := o.AuthParams["audience"]; {
+	case cc.Audience != "" && !set:
 		l.authParams = maps.Clone(o.AuthParams)
 		if l.authParams == nil {
 			l.authParams = make(map[string]string, 1)
 		}
 		l.authParams["audience"] = cc.Audience
+	case set && aud == "":
+		// --oidc-auth-request-extra-params=audience= : none at all.
+		l.authParams = maps.Clone(o.AuthParams)
+		delete(l.authParams, "audience")
 	}
 	return l
 }

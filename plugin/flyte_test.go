@@ -567,11 +567,16 @@ func TestFlyteAudienceRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"https://flyte.example.com/api"`) || !strings.Contains(err.Error(), "audience=") {
 		t.Errorf("Token = %v, want the audience named and the flag to override it", err)
 	}
-	// With the override, no audience is sent and the login works.
-	o := h.flyteOptions(f)
-	o.AuthParams = map[string]string{"audience": "https://other.example"}
-	if _, err := h.token(o); err != nil {
-		t.Errorf("with --oidc-auth-request-extra-params=audience=...: %v", err)
+	// With the override (another audience, or none), the login works.
+	for _, aud := range []string{"https://other.example", ""} {
+		o := h.flyteOptions(f)
+		o.AuthParams = map[string]string{"audience": aud}
+		if _, err := h.token(o); err != nil {
+			t.Errorf("with --oidc-auth-request-extra-params=audience=%s: %v", aud, err)
+		}
+		if got, sent := h.idp.LastAuthorize()["audience"]; aud == "" && sent {
+			t.Errorf("audience= sent audience %q", got)
+		}
 	}
 }
 
