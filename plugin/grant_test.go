@@ -751,6 +751,10 @@ func TestNobodyToReach(t *testing.T) {
 			if got := h.idp.Counts().DevicePoll; got != 0 {
 				t.Errorf("%d device polls for nobody", got)
 			}
+			st, err := (&Client{Options: Options{CacheDir: h.dir}}).Status()
+			if err != nil || len(st) != 1 || st[0].LastFailure == nil || !strings.Contains(st[0].LastFailure.Reason, "no way to reach") {
+				t.Errorf("Status = %+v, %v; want the last failure's reason", st, err)
+			}
 		})
 	}
 }
