@@ -128,8 +128,9 @@ func (c *Client) Token(ctx context.Context) (*Token, error) {
 }
 
 // Cached returns the cached token if it has more than 10 seconds left and
-// ForceRefresh is not set, reading one file and nothing else: no lock, no
-// network. Callers on a hot path (kubectl runs get-token for every command)
+// ForceRefresh is not set, reading the cache entry and nothing else (the
+// caller may have read flytectl's configuration before, see
+// ApplyFlyteConfig): no lock, no network. Callers on a hot path (kubectl runs get-token for every command)
 // can answer from it before setting anything else up; Token starts with it.
 func (c *Client) Cached() (*Token, bool) {
 	k, err := c.call()
@@ -314,6 +315,9 @@ func (k *call) renew(ctx context.Context, e *cache.Entry) (*Token, error) {
 				// Only the ID token was missing: the refresh token is good.
 				e, keepRefresh = kept, true
 			default:
+				// A 5xx refusal (flyteadmin's) may also be a provider's
+				// hiccup: an abandoned login keeps the refresh token.
+				keepRefresh = serverError(err)
 				k.log.Info("refresh token no longer accepted, logging in again", "reason", err)
 			}
 		}
@@ -444,8 +448,10 @@ func (k *call) refresh(ctx context.Context, hc *http.Client, e *cache.Entry, l *
 	if errors.Is(err, errNotDelivered) {
 		if p, derr := k.src.discover(ctx, hc, k.now()); derr == nil && p.Issuer == l.provider.Issuer && p.TokenEndpoint != l.provider.TokenEndpoint {
 			k.log.Debug("token endpoint changed, refreshing again", "token_endpoint", p.TokenEndpoint)
-			l = k.src.resolve(p)
-			r, err = l.client(hc, k.now).token(ctx, p.TokenEndpoint, form)
+			if moved, rerr := k.resolve(ctx, hc, p); rerr == nil {
+				l = moved
+				r, err = l.client(hc, k.now).token(ctx, p.TokenEndpoint, form)
+			}
 		}
 	}
 	if err == nil {
@@ -621,9 +627,13 @@ type headers struct {
 }
 
 func (h headers) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	for k, v := range h.set {
-		r.Header.Set(k, v)
+	// Not on a redirect to another host: the headers are for the provider
+	// (Go drops sensitive headers on such redirects; they are not set anew).
+	if r.Response == nil || r.Response.Request.URL.Host == r.URL.Host {
+		r = r.Clone(r.Context())
+		for k, v := range h.set {
+			r.Header.Set(k, v)
+		}
 	}
 	base := h.base
 	if base == nil {

@@ -162,6 +162,12 @@ func errorCode(err error) string {
 	return ""
 }
 
+// serverError tells whether err is a 5xx error response.
+func serverError(err error) bool {
+	var re *oauth2.RetrieveError
+	return errors.As(err, &re) && re.Response != nil && re.Response.StatusCode >= 500
+}
+
 // failure is what a failed grant means for the caller, whatever the grant.
 type failure int
 

@@ -164,7 +164,12 @@ func parseFlytectlConfig(doc string) (*flytectlConfig, error) {
 			if err != nil {
 				return nil, fmt.Errorf("line %d: %w", i+1, err)
 			}
-			if c.Insecure, err = strconv.ParseBool(v); err != nil {
+			switch strings.ToLower(v) {
+			case "true", "yes", "on", "y":
+				c.Insecure = true
+			case "false", "no", "off", "n", "":
+				c.Insecure = false
+			default:
 				return nil, fmt.Errorf("line %d: insecure: want true or false, got %q", i+1, v)
 			}
 			continue
@@ -251,7 +256,9 @@ func yamlScalar(s string) (string, error) {
 }
 
 // stripYAMLComment removes a comment (# at the start or after a space,
-// outside quotes) and trailing spaces from line.
+// outside quotes) and trailing spaces from line. A quote opens a quoted
+// scalar only where one can start (after a space, ':', '[', ',' or '-'):
+// an apostrophe inside a plain value is just a character.
 func stripYAMLComment(line string) string {
 	quote := byte(0)
 	for i := 0; i < len(line); i++ {
@@ -260,7 +267,7 @@ func stripYAMLComment(line string) string {
 			if ch == quote {
 				quote = 0
 			}
-		case ch == '"' || ch == '\'':
+		case (ch == '"' || ch == '\'') && (i == 0 || strings.IndexByte(" \t:[,-", line[i-1]) >= 0):
 			quote = ch
 		case ch == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t'):
 			return strings.TrimRight(line[:i], " \t")

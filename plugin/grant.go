@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -303,6 +304,11 @@ func (f *flow) audienceHint(err error) string {
 		"send another with --oidc-auth-request-extra-params=audience=VALUE, or none with --oidc-auth-request-extra-params=audience=", aud)
 }
 
+// checkUserAgent is the User-Agent of checkRequest's request, so that a
+// provider's logs (and the test providers' counts) tell it from the
+// browser's.
+const checkUserAgent = "latchkey (authorization request check)"
+
 // errRequestRefused reports an authorization request the provider refused
 // before any login (checkRequest).
 var errRequestRefused = errors.New("the provider refused the authorization request")
@@ -323,23 +329,32 @@ func (f *flow) checkRequest(ctx context.Context, authURL string) error {
 	if err != nil {
 		return err
 	}
-	req.Header.Set("User-Agent", "latchkey (authorization request check)")
+	req.Header.Set("User-Agent", checkUserAgent)
 	resp, err := hc.Do(req)
 	if err != nil {
 		f.log.Debug("could not check the authorization request; going on", "err", err)
 		return nil
 	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
-	default:
+	// 400 is the refusal of an invalid request (RFC 6749 §4.1.2.1);
+	// Glewlwyd sends an empty 403. A 401 or 403 with a page or a
+	// challenge may be a firewall or SSO proxy that turns away a client
+	// that is no browser, and the browser would pass: go on then.
+	refused := resp.StatusCode == http.StatusBadRequest ||
+		resp.StatusCode == http.StatusForbidden && resp.Header.Get("WWW-Authenticate") == "" &&
+			(len(bytes.TrimSpace(body)) == 0 || errorResponse(resp, body) != nil)
+	if !refused {
+		if resp.StatusCode >= 400 {
+			f.log.Debug("the provider answered the authorization request check; going on", "status", resp.StatusCode)
+		}
 		return nil
 	}
 	what := "the redirect URI " + f.l.redirectURL
 	if what == "the redirect URI " {
 		what = "latchkey's redirect URI http://127.0.0.1:<port>/callback (a new port each login)"
 	}
-	return &setupError{fmt.Errorf("log in: %w (%d %s before any login): most likely it does not accept %s; "+
+	return &setupError{fmt.Errorf("%w (%d %s before any login): most likely it does not accept %s; "+
 		"pass the redirect URI registered for the client with --oidc-redirect-url, or register http://127.0.0.1/callback for any port "+
 		"(RFC 8252 §7.3)", errRequestRefused, resp.StatusCode, http.StatusText(resp.StatusCode), what)}
 }

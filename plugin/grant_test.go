@@ -758,3 +758,9 @@ func TestNobodyToReach(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckUserAgent(t *testing.T) {
+	if checkUserAgent != idptest.CheckUserAgent {
+		t.Errorf("checkUserAgent %q, idptest counts %q", checkUserAgent, idptest.CheckUserAgent)
+	}
+}

@@ -49,6 +49,11 @@ func (c *Client) Logout(ctx context.Context) (*Logout, error) {
 	if err != nil {
 		return nil, err
 	}
+	return k.logout(ctx)
+}
+
+// logout is Logout's work, for the entry k.id.
+func (k *call) logout(ctx context.Context) (*Logout, error) {
 	if k.store == nil {
 		return nil, fmt.Errorf("%w: nothing is cached with --token-cache-storage=none", ErrNoEntry)
 	}
@@ -102,7 +107,20 @@ func (c *Client) LogoutAll(ctx context.Context) ([]Logout, error) {
 		if e.Secrets == cache.SecretsInKeyring {
 			one.Options.Storage = "keyring"
 		}
-		res, err := one.Logout(ctx)
+		if c.Options.Validate() != nil || c.Options.Key().ID() != id {
+			// The secret and headers given are another login's: not sent
+			// to this one's provider.
+			one.Options.ClientSecret, one.Options.ClientSecretFile, one.Options.ClientSecretEnv = "", "", ""
+			one.Options.RequestHeaders = nil
+		}
+		k, err := one.call()
+		if err != nil {
+			return out, err
+		}
+		// The entry's own id: entries written before the token kind left
+		// the key have another id than their key gives now.
+		k.id = id
+		res, err := k.logout(ctx)
 		switch {
 		case errors.Is(err, ErrNoEntry):
 			continue
@@ -163,8 +181,9 @@ func (k *call) revoke(ctx context.Context, e *cache.Entry, res *Logout) error {
 // Clean removes every cached login in the cache directory of c.Options,
 // without revoking anything (LogoutAll revokes): the entries, their lock
 // files, leftover temporary files and, for entries kept in the OS keyring,
-// their keyring items. Other files in the directory are left alone. It
-// returns the paths of the entries removed.
+// their keyring items. Other files in the directory are left alone, and so
+// is a login that a latchkey process holds the lock of. It returns the
+// paths of the entries removed.
 func (c *Client) Clean() ([]string, error) {
 	store := cache.Open(c.Options.CacheDir)
 	ids, err := store.List()
@@ -180,6 +199,16 @@ func (c *Client) Clean() ([]string, error) {
 	}
 	var removed []string
 	for _, id := range ids {
+		lock, ok, err := store.TryLock(id)
+		switch {
+		case errors.Is(err, cache.ErrInvalidID):
+			continue
+		case err != nil:
+			return removed, err
+		case !ok:
+			// A latchkey process renews this login now: its lock stays.
+			continue
+		}
 		s := store
 		if e, err := store.Load(id); err == nil && e.Secrets == cache.SecretsInKeyring {
 			withKeyring := *store
@@ -189,7 +218,9 @@ func (c *Client) Clean() ([]string, error) {
 		if _, err := os.Lstat(store.Path(id)); err == nil {
 			removed = append(removed, store.Path(id))
 		}
-		if err := s.Delete(id); err != nil && !errors.Is(err, cache.ErrInvalidID) {
+		err = s.Delete(id)
+		lock.Unlock()
+		if err != nil {
 			return removed, err
 		}
 	}

@@ -33,7 +33,9 @@ type Options struct {
 	ClientSecret     string
 	ClientSecretFile string
 	ClientSecretEnv  string
-	// ExtraScopes are requested besides openid, which is always requested.
+	// ExtraScopes are requested besides openid, which is requested but for
+	// the client's own access token (client credentials with
+	// UseAccessToken) and Flyte logins.
 	ExtraScopes []string
 	// RedirectURL, if set, is the redirect_uri registered at the IdP; latchkey
 	// listens on its port. Otherwise http://127.0.0.1:<port>/callback.
@@ -151,8 +153,7 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 		o.LoginCooldown = time.Duration(n) * time.Second
 		return nil
 	})
-	// kubelogin's names; its password and client-credentials grants are
-	// refused.
+	// kubelogin's names; its password grant is refused.
 	fs.Func("grant-type", "how to log in: auto, authcode, authcode-keyboard or device-code; or client-credentials, the client's own token (default auto)", func(s string) error {
 		if err := checkGrantType(s); err != nil {
 			return err
@@ -290,6 +291,9 @@ func (o *Options) Validate() error {
 	}
 	if n := btoi(o.ClientSecret != "") + btoi(o.ClientSecretFile != "") + btoi(o.ClientSecretEnv != ""); n > 1 {
 		return fmt.Errorf("%w: give the client secret one way: --oidc-client-secret, --oidc-client-secret-file or --oidc-client-secret-env", ErrUsage)
+	}
+	if o.GrantType == GrantClientCredentials && btoi(o.ClientSecret != "")+btoi(o.ClientSecretFile != "")+btoi(o.ClientSecretEnv != "") == 0 {
+		return fmt.Errorf("%w: --grant-type=client-credentials needs the client's secret (--oidc-client-secret-file, --oidc-client-secret-env or --oidc-client-secret)", ErrUsage)
 	}
 	if (o.LocalServerCert == "") != (o.LocalServerKey == "") {
 		return fmt.Errorf("%w: --local-server-cert and --local-server-key go together", ErrUsage)

@@ -48,7 +48,7 @@ Example kubeconfig user:
 				}
 				return 0
 			}
-			ctx, stop := interruptible(ctx)
+			ctx, stop := c.interruptible(ctx)
 			defer stop()
 			// KUBERNETES_EXEC_INFO says whether stdin is the person's; run
 			// by hand (no exec info), it is when it is a terminal.

@@ -127,13 +127,14 @@ func (c *cli) writeUsers(ctx context.Context, path string, users map[string]exec
 }
 
 // kubectl runs kubectl with args and returns its standard output; an error
-// carries what it printed.
+// carries what it printed on stderr (its stdout may be a kubeconfig with
+// credentials).
 func (c *cli) kubectl(ctx context.Context, kubectl string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, kubectl, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return nil, fmt.Errorf("kubectl %s: %w: %s", strings.Join(args[1:min(len(args), 3)], " "), err, strings.TrimSpace(errb.String()+out.String()))
+		return nil, fmt.Errorf("kubectl %s: %w: %s", strings.Join(args[1:min(len(args), 3)], " "), err, strings.TrimSpace(errb.String()))
 	}
 	return out.Bytes(), nil
 }

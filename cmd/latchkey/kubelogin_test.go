@@ -192,3 +192,10 @@ func TestCleanCommand(t *testing.T) {
 		t.Errorf("after clean: exit %d, %d browsers; want a new login", r.code, e.browsersOpened())
 	}
 }
+
+func TestRedactArgs(t *testing.T) {
+	got := redactArgs([]string{"get-token", "--oidc-client-secret=s3cret", "--oidc-client-secret", "s3cret2", "--password=pw", "--oidc-client-id=x"})
+	if strings.Contains(strings.Join(got, " "), "s3cret") || strings.Contains(strings.Join(got, " "), "pw") || got[len(got)-1] != "--oidc-client-id=x" {
+		t.Errorf("redactArgs = %q", got)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/latchkey/latchkey/plugin"
@@ -102,7 +103,8 @@ func (c *cli) fromKubelogin(ctx context.Context, path string) int {
 			continue
 		}
 		next := execUser{Command: c.self(), Args: append([]string{"get-token"}, flags...)}
-		fmt.Fprintf(c.stdout, "user %q\n  - %s\n  + %s\n", u.Name, shJoin(u.User.Exec.Command, u.User.Exec.Args), shJoin(next.Command, next.Args))
+		fmt.Fprintf(c.stdout, "user %q\n  - %s\n  + %s\n", u.Name, shJoin(u.User.Exec.Command, redactArgs(u.User.Exec.Args)),
+			shJoin(next.Command, redactArgs(next.Args)))
 		users[u.Name] = next
 	}
 	if len(users) == 0 {
@@ -128,6 +130,27 @@ func checkGetTokenArgs(args []string) error {
 		return err
 	}
 	return o.Validate()
+}
+
+// secretFlags are the flags whose values are secrets, never shown.
+var secretFlags = []string{"oidc-client-secret", "password"}
+
+// redactArgs returns args with the values of secretFlags replaced.
+func redactArgs(args []string) []string {
+	out := slices.Clone(args)
+	for i := 0; i < len(out); i++ {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(out[i], "-"), "=")
+		if !strings.HasPrefix(out[i], "-") || !slices.Contains(secretFlags, name) {
+			continue
+		}
+		if hasValue {
+			out[i] = "--" + name + "=REDACTED"
+		} else if i+1 < len(out) {
+			i++
+			out[i] = "REDACTED"
+		}
+	}
+	return out
 }
 
 // shJoin is a command line as a POSIX shell reads it.

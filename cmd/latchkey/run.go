@@ -34,6 +34,9 @@ type cli struct {
 	// personAtStderr: stderr is a terminal, so a person sees it. Decided
 	// once, before a command may send people's output to /dev/tty.
 	personAtStderr bool
+	// ppid is the parent process at start, the caller interruptible
+	// watches.
+	ppid int
 }
 
 // command is a subcommand: its one-line summary, usage line, longer help
@@ -55,7 +58,7 @@ func commands() []command {
 
 // run is the whole program but for process setup: it returns the exit code.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
-	c := &cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr, personAtStderr: isTerminal(stderr)}
+	c := &cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr, personAtStderr: isTerminal(stderr), ppid: os.Getppid()}
 	if len(args) == 0 {
 		c.usage(stderr)
 		return 2
@@ -108,7 +111,7 @@ func (c *cli) run(ctx context.Context, cmd command, args []string) int {
 	}
 	if !cmd.ownsSignals {
 		var stop context.CancelFunc
-		ctx, stop = interruptible(ctx)
+		ctx, stop = c.interruptible(ctx)
 		defer stop()
 	}
 	return do(ctx)
@@ -191,11 +194,11 @@ func hasFlags(fs *flag.FlagSet) bool {
 // interruptible returns ctx cancelled on SIGINT or SIGTERM, or when the
 // process that started latchkey is gone, so that a login in progress shuts
 // its listener down and lets go of the lock.
-func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
+func (c *cli) interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
 	// SIGHUP: the terminal running a login was closed.
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	ctx, cancel := context.WithCancelCause(ctx)
-	go watchParent(ctx, cancel, os.Getppid(), os.Getppid, parentPoll)
+	go watchParent(ctx, cancel, c.ppid, os.Getppid, parentPoll)
 	return ctx, func() { cancel(nil); stop() }
 }
 

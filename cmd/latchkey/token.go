@@ -52,7 +52,7 @@ Examples:
 			if tok, ok := c.client(o, false).Cached(); ok {
 				return c.printToken(tok, *output)
 			}
-			ctx, stop := interruptible(ctx)
+			ctx, stop := c.interruptible(ctx)
 			defer stop()
 			tty := c.ttyForPeople()
 			if tty != nil {

@@ -242,12 +242,19 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// CheckUserAgent is the User-Agent of latchkey's check of an authorization
+// request before it opens the browser (Counts.AuthorizeChecks).
+const CheckUserAgent = "latchkey (authorization request check)"
+
 // Counts are the numbers of requests handled, by endpoint. Requests answered
 // by Config.Intercept are not counted.
 type Counts struct {
 	Discovery int // GET DiscoveryPath
 	JWKS      int // GET JWKSPath
-	Authorize int // authorization requests, including refused ones
+	Authorize int // the browser's authorization requests, including refused ones
+	// AuthorizeChecks counts latchkey's own checks of an authorization
+	// request before the browser opens (User-Agent CheckUserAgent).
+	AuthorizeChecks int
 	// CodeExchange counts token requests with grant_type
 	// authorization_code, including refused ones.
 	CodeExchange int
@@ -524,8 +531,12 @@ func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	s.mu.Lock()
-	s.counts.Authorize++
-	s.lastAuthorize = cloneValues(q)
+	if r.UserAgent() == CheckUserAgent {
+		s.counts.AuthorizeChecks++
+	} else {
+		s.counts.Authorize++
+		s.lastAuthorize = cloneValues(q)
+	}
 	cfg := s.cfg
 	s.mu.Unlock()
 
