@@ -365,11 +365,18 @@ func claims(t testing.TB, jwt string) map[string]any {
 // waitExpired sleeps until a token obtained before `after` has expired.
 func (e *env) waitExpired(t testing.TB, after time.Time) {
 	t.Helper()
-	d := time.Until(after.Add(e.ttl + time.Second))
+	waitTTL(t, after, e.ttl)
+}
+
+// waitTTL sleeps until a token of lifetime ttl obtained before `after` has
+// expired.
+func waitTTL(t testing.TB, after time.Time, ttl time.Duration) {
+	t.Helper()
+	d := time.Until(after.Add(ttl + time.Second))
 	if d <= 0 {
 		return
 	}
-	t.Logf("waiting %v for the ID tokens (TTL %v) to expire", d.Round(time.Millisecond), e.ttl)
+	t.Logf("waiting %v for the tokens (TTL %v) to expire", d.Round(time.Millisecond), ttl)
 	select {
 	case <-time.After(d):
 	case <-t.Context().Done():

@@ -196,16 +196,7 @@ func (c *opClient) entry(t *testing.T) (idToken, accessToken, refreshToken strin
 // waitExpired sleeps until a token obtained before `after` has expired.
 func (e *opEnv) waitExpired(t *testing.T, after time.Time) {
 	t.Helper()
-	d := time.Until(after.Add(e.ttl + time.Second))
-	if d <= 0 {
-		return
-	}
-	t.Logf("waiting %v for the tokens (TTL %v) to expire", d.Round(time.Millisecond), e.ttl)
-	select {
-	case <-time.After(d):
-	case <-t.Context().Done():
-		t.Fatal(t.Context().Err())
-	}
+	waitTTL(t, after, e.ttl)
 }
 
 // checkIDToken checks what oidc-provider puts in an ID token of the code
