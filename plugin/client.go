@@ -466,8 +466,10 @@ func (k *call) refresh(ctx context.Context, hc *http.Client, e *cache.Entry, l *
 			tok, err := k.save(next, l)
 			return tok, next, err
 		case errors.Is(err, errNoRefreshIDToken):
-			// Keep what the refresh gave; a login follows for the ID token.
+			// Keep what the refresh gave; a login follows for the ID token,
+			// under the cool-down of the last failed one.
 			k.log.Warn(err.Error())
+			next.LoginFailure, next.LastFailure = e.LoginFailure, e.LastFailure
 			k.keep(next, l)
 			return nil, next, err
 		}

@@ -336,6 +336,7 @@ func TestRefreshWithoutIDToken(t *testing.T) {
 	t.Run("said, and the access token kept", func(t *testing.T) {
 		h := newHarness(t, idptest.Config{OmitIDTokenOnRefresh: true})
 		o := h.options()
+		o.LoginCooldown = time.Minute
 		first := h.mustToken(o)
 		h.clock.Advance(2 * idptest.DefaultTokenLifetime)
 		var logs syncBuffer
@@ -349,9 +350,14 @@ func TestRefreshWithoutIDToken(t *testing.T) {
 		if !strings.Contains(logs.String(), "no ID token") || !strings.Contains(logs.String(), "--oidc-use-access-token") {
 			t.Errorf("logs %q: want the reason and --oidc-use-access-token", logs.String())
 		}
+		// A background caller wanting the ID token again is held by the
+		// cool-down of that failed login: no browser per call.
+		if _, err := h.token(o); !errors.Is(err, ErrLoginCooldown) || h.browsers.Load() != 1 {
+			t.Errorf("background call after the failed login: %v, %d browsers; want the cool-down", err, h.browsers.Load())
+		}
 		o.UseAccessToken = true
 		tok := h.mustToken(o)
-		if tok.Value == first.Entry.AccessToken || h.idp.Counts().Refresh != 1 || h.browsers.Load() != 1 {
+		if tok.Value == first.Entry.AccessToken || h.idp.Counts().Refresh != 2 || h.browsers.Load() != 1 {
 			t.Errorf("access token output: refreshed %v, %d refreshes, %d browsers; want the kept refreshed access token",
 				tok.Value != first.Entry.AccessToken, h.idp.Counts().Refresh, h.browsers.Load())
 		}
