@@ -97,7 +97,8 @@ type Login struct {
 	// RedirectURL, if set, is used verbatim as redirect_uri, e.g. a URI registered at the IdP such as
 	// http://localhost:8000/callback or Flyte's http://localhost:53593/callback. It must be an http URL with a fixed
 	// port (80 if none). Login listens on its port: a host "localhost" means listening on both 127.0.0.1 and [::1]
-	// (it succeeds if at least one binds); an IP literal must be loopback; any other host is an error. The callback
+	// (both must bind, but for an address family the machine lacks); an IP literal must be loopback; any other host
+	// is an error. The callback
 	// path is the URL's path ("/" if empty). RFC 8252 §8.3 does not recommend "localhost"; prefer the default.
 	// When RedirectURL is set, ListenAddresses is ignored.
 	RedirectURL string
@@ -323,29 +324,48 @@ func (l *Login) secure(lns []net.Listener) []net.Listener {
 }
 
 // listenRedirectURL listens on the port of a fixed redirect URI (RFC 8252 §7.3): on 127.0.0.1 and [::1] for the host
-// localhost (§8.3), or on its loopback IP literal.
+// localhost (§8.3), or on its loopback IP literal. For localhost both must bind: a browser may resolve localhost to
+// either, and another process holding the port on one of them would receive the code and state. Only an address
+// family the machine lacks (no IPv6 loopback, say) is left out.
 func listenRedirectURL(ctx context.Context, redirectURL string, secure bool) ([]net.Listener, string, error) {
 	hosts, port, callbackPath, err := parseRedirectURL(redirectURL, secure)
 	if err != nil {
 		return nil, "", err
 	}
 	var (
-		lc   net.ListenConfig
-		lns  []net.Listener
-		errs []error
+		lc  net.ListenConfig
+		lns []net.Listener
 	)
 	for _, h := range hosts {
 		ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(h, port))
-		if err != nil {
-			errs = append(errs, err)
+		if err == nil {
+			lns = append(lns, ln)
 			continue
 		}
-		lns = append(lns, ln)
+		if len(hosts) > 1 && !hasLoopback(ctx, h) {
+			continue // this family is missing here
+		}
+		for _, ln := range lns {
+			ln.Close()
+		}
+		return nil, "", fmt.Errorf("%w %q: %w (another process holds the port; a login must get both loopback addresses of localhost)",
+			ErrListen, redirectURL, err)
 	}
 	if len(lns) == 0 {
-		return nil, "", fmt.Errorf("%w %q: %w", ErrListen, redirectURL, errors.Join(errs...))
+		return nil, "", fmt.Errorf("%w %q: no loopback address", ErrListen, redirectURL)
 	}
 	return lns, callbackPath, nil
+}
+
+// hasLoopback tells whether the loopback address host can be listened on at all (on a port of the system's choosing).
+func hasLoopback(ctx context.Context, host string) bool {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
 }
 
 // parseRedirectURL checks a fixed loopback redirect URI (https if secure, else http) and returns the hosts and port

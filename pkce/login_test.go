@@ -990,3 +990,29 @@ func FuzzCallback(f *testing.F) {
 		}
 	})
 }
+
+// TestLoginLocalhostSquatter: with a localhost redirect (Flyte's
+// http://localhost:53593/callback), another process holding the port on one
+// of 127.0.0.1 and ::1 would receive the browser's redirect with the code
+// and state. The login fails before any browser opens.
+func TestLoginLocalhostSquatter(t *testing.T) {
+	if !hasIPv6Loopback() {
+		t.Skip("no IPv6 loopback: localhost is one address here")
+	}
+	idp := newFakeIdP(t)
+	port := freePort(t, true)
+	for _, squat := range []string{"127.0.0.1", "::1"} {
+		ln, err := net.Listen("tcp", net.JoinHostPort(squat, port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		opened := false
+		l := idp.login(func(context.Context, string) error { opened = true; return nil })
+		l.RedirectURL = "http://localhost:" + port + "/callback"
+		_, err = runLogin(t, l)
+		ln.Close()
+		if !errors.Is(err, ErrListen) || opened {
+			t.Errorf("squatter on %s: Run = %v, browser opened %v; want ErrListen before the browser", squat, err, opened)
+		}
+	}
+}
