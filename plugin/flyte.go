@@ -89,7 +89,7 @@ func (o *Options) source() source {
 func (o *Options) FromKey(k cache.Key) {
 	o.IssuerURL, o.FlyteEndpoint = k.Issuer, ""
 	if ep, ok := strings.CutPrefix(k.Issuer, flyteKeyPrefix); ok {
-		o.IssuerURL, o.FlyteEndpoint = "", ep
+		o.FlyteEndpoint, o.IssuerURL, _ = strings.Cut(ep, "#")
 	}
 	o.ClientID, o.AuthParams, o.UseAccessToken = k.ClientID, k.ExtraParams, k.UseAccessToken
 	if k.Grant != "" {
@@ -159,11 +159,18 @@ func (s flyteSource) scopes() []string {
 	return out
 }
 
-// key is made of the endpoint and the flags that change the tokens, never
-// of discovered values, so that the cached path needs no network.
+// key is made of the endpoint, the issuer pin and the flags that change the
+// tokens, never of discovered values, so that the cached path needs no
+// network: "flyte:<endpoint>", with "#<issuer>" when --oidc-issuer-url pins
+// one (an endpoint has no fragment), so that a pinned login is never served
+// the tokens of an unpinned one, minted by whatever issuer that was.
 func (s flyteSource) key() cache.Key {
 	o := s.o
-	return cache.Key{Issuer: flyteKeyPrefix + s.endpoint(), ClientID: o.ClientID, Scopes: s.scopes(), ExtraParams: o.AuthParams, Grant: o.grantKey()}
+	issuer := flyteKeyPrefix + s.endpoint()
+	if o.IssuerURL != "" {
+		issuer += "#" + o.IssuerURL
+	}
+	return cache.Key{Issuer: issuer, ClientID: o.ClientID, Scopes: s.scopes(), ExtraParams: o.AuthParams, Grant: o.grantKey()}
 }
 
 func (s flyteSource) discover(ctx context.Context, hc *http.Client, now time.Time) (*Provider, error) {

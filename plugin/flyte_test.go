@@ -596,3 +596,26 @@ func TestFlyteGRPCPort(t *testing.T) {
 		t.Errorf("at the HTTP port: %v", err)
 	}
 }
+
+// TestFlytePinInKey: --flyte-endpoint=X --oidc-issuer-url=P is another login
+// than --flyte-endpoint=X: it was served the token cached for X without a
+// pin, minted by whatever issuer that was.
+func TestFlytePinInKey(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	f := newFakeFlyte(t, h.idp, localhostRedirect(t))
+	plain := h.flyteOptions(f)
+	h.mustToken(plain)
+	pinned := h.flyteOptions(f)
+	pinned.IssuerURL = "https://pinned.example"
+	if pinned.Key().ID() == plain.Key().ID() {
+		t.Fatal("the pinned and the unpinned login share a cache entry")
+	}
+	if tok, err := h.token(pinned); !errors.Is(err, ErrDiscovery) {
+		t.Errorf("pinned Token = %v, %v; want the pin refused at discovery, not the cached token", tok, err)
+	}
+	var back Options
+	back.FromKey(pinned.Key())
+	if back.Key().ID() != pinned.Key().ID() || back.IssuerURL != pinned.IssuerURL {
+		t.Errorf("FromKey(%+v) = %+v", pinned.Key(), back)
+	}
+}
