@@ -11,6 +11,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/latchkey/latchkey/internal/printable"
 )
 
 // ErrNoBrowser reports that no way to open a browser was found; the person
@@ -55,16 +57,17 @@ const launchWait = 2 * time.Second
 // once).
 func (b *Browser) Open(ctx context.Context, url string) error {
 	w := b.stderr()
+	shown := printable.String(url) // its host and path came from the provider
 	if b.Skip {
-		fmt.Fprintf(w, "latchkey: open this URL in a browser to log in:\n\n    %s\n\n", url)
+		fmt.Fprintf(w, "latchkey: open this URL in a browser to log in:\n\n    %s\n\n", shown)
 		return nil
 	}
 	argv, err := b.Argv(url)
 	if err != nil {
-		fmt.Fprintf(w, "latchkey: %v; open this URL in a browser to log in:\n\n    %s\n\n", err, url)
+		fmt.Fprintf(w, "latchkey: %v; open this URL in a browser to log in:\n\n    %s\n\n", err, shown)
 		return err
 	}
-	fmt.Fprintf(w, "latchkey: opening a browser to log in; if none opens, visit:\n\n    %s\n\n", url)
+	fmt.Fprintf(w, "latchkey: opening a browser to log in; if none opens, visit:\n\n    %s\n\n", shown)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	// Through a pipe, never the inherited descriptor: a browser lives on
 	// after latchkey exits, and holding a caller's stderr pipe open would

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/latchkey/latchkey/internal/printable"
 )
 
 // ErrDeviceDenied reports that the person declined the device authorization
@@ -190,11 +192,13 @@ func (f *flow) deviceAuthorization(ctx context.Context) (*deviceAuthResponse, er
 // person still confirms the code.
 func (f *flow) showDeviceCode(ctx context.Context, da *deviceAuthResponse) {
 	w := f.stderr
+	// All three came from the provider: shown with control characters
+	// escaped.
 	fmt.Fprintf(w, "latchkey: to log in, visit this URL on any device:\n\n    %s\n\nand enter the code:\n\n    %s\n\n",
-		da.VerificationURI, da.UserCode)
+		printable.String(da.VerificationURI), printable.String(da.UserCode))
 	if da.VerificationURIComplete != "" && da.VerificationURIComplete != da.VerificationURI {
 		fmt.Fprintf(w, "or open this URL, which fills the code in for you (check that the page shows the same code):\n\n    %s\n\n",
-			da.VerificationURIComplete)
+			printable.String(da.VerificationURIComplete))
 	}
 	if f.o.GrantType != GrantDeviceCode || f.o.SkipOpenBrowser {
 		return

@@ -764,3 +764,23 @@ func TestCheckUserAgent(t *testing.T) {
 		t.Errorf("checkUserAgent %q, idptest counts %q", checkUserAgent, idptest.CheckUserAgent)
 	}
 }
+
+// TestDeviceCodeEscaped: a device authorization response's user code and
+// URIs are shown with control characters escaped.
+func TestDeviceCodeEscaped(t *testing.T) {
+	h := newHarness(t, idptest.Config{Intercept: func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != idptest.DeviceCodePath {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"device_code": "d", "user_code": "AB\x1b[2JCD", "verification_uri": "https://idp.example/\x1b]0;x\x07",
+			"expires_in": 1})
+		return true
+	}})
+	c, stderr, _ := h.headless(h.options())
+	c.Options.GrantType = GrantDeviceCode
+	h.run(c)
+	if out := stderr.String(); strings.ContainsAny(out, "\x1b\x07") || !strings.Contains(out, `AB\x1b[2JCD`) {
+		t.Errorf("stderr %q: want the code and URI with escapes shown as text", out)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/latchkey/latchkey/internal/printable"
 )
 
 // DefaultKeyboardRedirectURL is the redirect_uri of --grant-type
@@ -45,7 +47,7 @@ func (f *flow) keyboard(ctx context.Context) (*tokenResponse, string, error) {
 		req.RedirectURI = DefaultKeyboardRedirectURL
 	}
 	w := f.stderr
-	fmt.Fprintf(w, "latchkey: open this URL in a browser on any device to log in:\n\n    %s\n\n", req.URL())
+	fmt.Fprintf(w, "latchkey: open this URL in a browser on any device to log in:\n\n    %s\n\n", printable.String(req.URL()))
 	fmt.Fprintf(w, "After the login the browser goes to %s, which may fail to load: that is expected.\n"+
 		"Copy the whole URL from its address bar (or the code the page shows) and paste it here.\n", req.RedirectURI)
 	pasted, err := f.readLine(ctx)

@@ -355,3 +355,24 @@ func TestAPIServerFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestTerminalEscapesFromTheNetwork: a hostile provider's error description
+// (and HTTP status text) reached the terminal raw: it could retitle the
+// window, clear the screen and print fake instructions. Now what came from
+// the network is shown with its control characters escaped.
+func TestTerminalEscapesFromTheNetwork(t *testing.T) {
+	const evil = "\x1b]0;owned\x07\x1b[2J\u202e"
+	e := newEnv(t, idptest.Config{Intercept: func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != idptest.TokenPath {
+			return false
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		json.NewEncoder(w).Encode(map[string]string{"error": "invalid_client", "error_description": "call " + evil + "now"})
+		return true
+	}})
+	r := e.run(execInfoV1, e.args()...)
+	if r.code == 0 || strings.ContainsAny(r.stderr, "\x1b\x07\u202e") || !strings.Contains(r.stderr, `\x1b]0;owned`) {
+		t.Errorf("exit %d, stderr %q: want the description with its escapes shown as text", r.code, r.stderr)
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+
+	"github.com/latchkey/latchkey/internal/printable"
 )
 
 // lineHandler is a slog.Handler that writes one short line per record for
@@ -31,12 +33,12 @@ func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
 	case r.Level < slog.LevelInfo:
 		b.WriteString("debug: ")
 	}
-	b.WriteString(r.Message)
+	b.WriteString(printable.String(r.Message))
 	write := func(a slog.Attr) bool {
 		if a.Equal(slog.Attr{}) {
 			return true
 		}
-		fmt.Fprintf(&b, " %s=%s", a.Key, quote(a.Value.Resolve().String()))
+		fmt.Fprintf(&b, " %s=%s", a.Key, quote(printable.String(a.Value.Resolve().String())))
 		return true
 	}
 	for _, a := range h.attrs {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/latchkey/latchkey/cache"
+	"github.com/latchkey/latchkey/internal/printable"
 	"github.com/latchkey/latchkey/plugin"
 )
 
@@ -77,7 +78,8 @@ func (c *cli) loggedOut(res *plugin.Logout) int {
 	case errors.Is(res.RevokeErr, plugin.ErrNoRevocation):
 		fmt.Fprintf(c.stderr, "latchkey: logged out of %s on this machine: removed %s; %v\n", res.Login, res.Path, res.RevokeErr)
 	case res.RevokeErr != nil:
-		fmt.Fprintf(c.stderr, "latchkey: logged out of %s on this machine (removed %s), but revocation failed: %s\n", res.Login, res.Path, strings.Join(strings.Fields(res.RevokeErr.Error()), " "))
+		fmt.Fprintf(c.stderr, "latchkey: logged out of %s on this machine (removed %s), but revocation failed: %s\n", res.Login, res.Path,
+			printable.String(strings.Join(strings.Fields(res.RevokeErr.Error()), " ")))
 		return 1
 	case len(res.Revoked) > 0:
 		msg := fmt.Sprintf("latchkey: logged out of %s: revoked the %s", res.Login, tokenNames(res.Revoked))

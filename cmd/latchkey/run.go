@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/latchkey/latchkey/internal/printable"
 	"github.com/latchkey/latchkey/plugin"
 )
 
@@ -264,7 +265,9 @@ func (c *cli) client(o plugin.Options, stdinHandedOver bool) *plugin.Client {
 
 // fail prints err as one line and returns the exit code for it.
 func (c *cli) fail(err error) int {
-	msg := strings.Join(strings.Fields(err.Error()), " ")
+	// Errors carry what providers said: shown with control characters
+	// escaped (a hostile provider must not drive the terminal).
+	msg := printable.String(strings.Join(strings.Fields(err.Error()), " "))
 	fmt.Fprintf(c.stderr, "latchkey: %s\n", msg)
 	if errors.Is(err, plugin.ErrUsage) {
 		return 2

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/latchkey/latchkey/internal/printable"
 	"github.com/latchkey/latchkey/plugin"
 )
 
@@ -92,16 +93,18 @@ func (c *cli) printSetup(w io.Writer, o *plugin.Options, tok *plugin.Token, name
 	if err != nil {
 		cl = &plugin.Claims{}
 	} else {
-		fmt.Fprintf(w, "  issuer:   %s\n  subject:  %s\n", cl.Issuer, cl.Subject)
+		// The claims came from the provider: shown escaped.
+		p := printable.String
+		fmt.Fprintf(w, "  issuer:   %s\n  subject:  %s\n", p(cl.Issuer), p(cl.Subject))
 		if cl.Email != "" {
 			verified := "not said"
 			if cl.EmailVerified != nil {
 				verified = strconv.FormatBool(*cl.EmailVerified)
 			}
-			fmt.Fprintf(w, "  email:    %s (verified: %s)\n", cl.Email, verified)
+			fmt.Fprintf(w, "  email:    %s (verified: %s)\n", p(cl.Email), verified)
 		}
 		if len(cl.Groups) > 0 {
-			fmt.Fprintf(w, "  groups:   %s\n", strings.Join(cl.Groups, ", "))
+			fmt.Fprintf(w, "  groups:   %s\n", p(strings.Join(cl.Groups, ", ")))
 		}
 		fmt.Fprintf(w, "  expires:  %s (in %s)\n", cl.Expiry.Format(time.RFC3339), time.Until(cl.Expiry).Round(time.Second))
 	}

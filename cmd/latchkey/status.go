@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/latchkey/latchkey/cache"
+	"github.com/latchkey/latchkey/internal/printable"
 	"github.com/latchkey/latchkey/plugin"
 )
 
@@ -50,15 +51,16 @@ Examples:
 			for _, s := range st {
 				// Who, as people know them: Dex's subject is opaque.
 				user := or(s.Email, or(s.Username, or(s.Subject, "-")))
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", or(s.Issuer, "?"), or(s.ClientID, "?"), user,
-					or(strings.Join(s.Scopes, ","), "-"), until(s.IDTokenExpiry, now), until(s.AccessTokenExpiry, now), refresh(s), s.Path)
+				p := printable.String // claims and reasons came from the provider
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p(or(s.Issuer, "?")), p(or(s.ClientID, "?")), p(user),
+					p(or(strings.Join(s.Scopes, ","), "-")), until(s.IDTokenExpiry, now), until(s.AccessTokenExpiry, now), refresh(s), s.Path)
 			}
 			tw.Flush()
 			// Why the last login or refresh failed: callers that swallow
 			// stderr (flytectl) show only an exit status.
 			for _, s := range st {
 				if f := s.LastFailure; f != nil {
-					fmt.Fprintf(c.stdout, "\n%s: last failure %s ago: %s\n", s.Path, now.Sub(f.At).Round(time.Second), f.Reason)
+					fmt.Fprintf(c.stdout, "\n%s: last failure %s ago: %s\n", s.Path, now.Sub(f.At).Round(time.Second), printable.String(f.Reason))
 				}
 			}
 			return 0
