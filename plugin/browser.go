@@ -58,6 +58,9 @@ const launchWait = 2 * time.Second
 func (b *Browser) Open(ctx context.Context, url string) error {
 	w := b.stderr()
 	shown := printable.String(url) // its host and path came from the provider
+	if err := openable(url); err != nil {
+		return fmt.Errorf("%w: %s", ErrNoBrowser, printable.String(err.Error()))
+	}
 	if b.Skip {
 		fmt.Fprintf(w, "latchkey: open this URL in a browser to log in:\n\n    %s\n\n", shown)
 		return nil

@@ -466,3 +466,25 @@ func TestBrowserCommandFails(t *testing.T) {
 		}
 	}
 }
+
+// TestBrowserOpenRefusesUnopenable: Browser.Open itself never runs the
+// command for a URL that is not https, or http on loopback.
+func TestBrowserOpenRefusesUnopenable(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("shell script")
+	}
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "ran")
+	script := filepath.Join(dir, "browser")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\ntouch "+marker+"\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"file:///etc/passwd", `\\host\share\x.exe`} {
+		if err := (&Browser{Command: script, Stderr: io.Discard}).Open(t.Context(), u); !errors.Is(err, ErrNoBrowser) {
+			t.Errorf("Open(%q) = %v, want a refusal", u, err)
+		}
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the browser command ran for an unopenable URL")
+	}
+}

@@ -183,6 +183,17 @@ func (f *flow) deviceAuthorization(ctx context.Context) (*deviceAuthResponse, er
 	if da.DeviceCode == "" || da.UserCode == "" || da.VerificationURI == "" {
 		return nil, errors.New("device authorization request: response lacks device_code, user_code or verification_uri")
 	}
+	// The person is sent there (and the browser, with device-code): an
+	// https URL for an https issuer, or http on loopback.
+	secure := strings.HasPrefix(f.l.provider.Issuer, "https://")
+	for _, u := range []string{da.VerificationURI, da.VerificationURIComplete} {
+		if u == "" {
+			continue
+		}
+		if openable(u) != nil || secure && !strings.HasPrefix(u, "https://") {
+			return nil, fmt.Errorf("device authorization request: verification URI %q is not an https URL", printable.String(u))
+		}
+	}
 	return &da, nil
 }
 

@@ -62,16 +62,17 @@ func normalizeFlyteEndpoint(s string, insecure bool) string {
 }
 
 // InsecureWarning returns what to tell the person each time the options
-// reach a Flyte endpoint over plain http off loopback, or "".
+// reach the issuer or a Flyte endpoint over plain http off loopback, or "".
 func (o *Options) InsecureWarning() string {
+	what, raw := "the Flyte endpoint", flyteSource{o}.endpoint()
 	if o.FlyteEndpoint == "" {
-		return ""
+		what, raw = "the issuer", o.IssuerURL
 	}
-	u, err := url.Parse(flyteSource{o}.endpoint())
+	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "http" || isLoopback(u.Hostname()) {
 		return ""
 	}
-	return "the Flyte endpoint " + u.Host + " is reached over plain http (--insecure): anyone on the network path can read and change what it sends, the login's metadata included"
+	return what + " " + u.Host + " is reached over plain http (--insecure): anyone on the network path can read and change what it sends, tokens included"
 }
 
 // source returns where the options' login comes from: the Flyte deployment

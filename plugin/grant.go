@@ -227,8 +227,11 @@ func (f *flow) browserAvailable() (bool, string) {
 	return true, "a browser can be opened"
 }
 
-// open opens url in the person's browser.
+// open opens url in the person's browser, if it is one to open (openable).
 func (f *flow) open(ctx context.Context, url string) error {
+	if err := openable(url); err != nil {
+		return err
+	}
 	if f.opener != nil {
 		return f.opener(ctx, url)
 	}

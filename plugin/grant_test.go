@@ -773,7 +773,7 @@ func TestDeviceCodeEscaped(t *testing.T) {
 			return false
 		}
 		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"device_code": "d", "user_code": "AB\x1b[2JCD", "verification_uri": "https://idp.example/\x1b]0;x\x07",
+		json.NewEncoder(w).Encode(map[string]any{"device_code": "d", "user_code": "AB\x1b[2JCD", "verification_uri": "https://idp.example/device",
 			"expires_in": 1})
 		return true
 	}})
@@ -782,5 +782,66 @@ func TestDeviceCodeEscaped(t *testing.T) {
 	h.run(c)
 	if out := stderr.String(); strings.ContainsAny(out, "\x1b\x07") || !strings.Contains(out, `AB\x1b[2JCD`) {
 		t.Errorf("stderr %q: want the code and URI with escapes shown as text", out)
+	}
+}
+
+// TestUnopenableURLs: whatever URL a provider sends never reaches the OS's
+// opener unless it is https, or http on loopback: a device grant's
+// verification_uri_complete of file:///... or \\host\share\x.exe (rundll32,
+// open and xdg-open run those, and Windows sends NTLM credentials to the
+// host), or an authorization endpoint of file:///...#.
+func TestUnopenableURLs(t *testing.T) {
+	for _, bad := range []string{"file:///usr/bin/xterm", `\\host\share\x.exe`, "javascript:alert(1)", "http://evil.example/device"} {
+		t.Run(bad, func(t *testing.T) {
+			h := newHarness(t, idptest.Config{Intercept: func(w http.ResponseWriter, r *http.Request) bool {
+				if r.URL.Path != idptest.DeviceCodePath {
+					return false
+				}
+				w.Header().Set("Content-Type", "application/json")
+				json.NewEncoder(w).Encode(map[string]any{"device_code": "d", "user_code": "ABCD", "verification_uri": "https://idp.example/device",
+					"verification_uri_complete": bad, "expires_in": 60})
+				return true
+			}})
+			o := h.options()
+			o.GrantType = GrantDeviceCode
+			var opened []string
+			c := h.client(o)
+			c.OpenBrowser = func(_ context.Context, u string) error { opened = append(opened, u); return nil }
+			c.After = (&sleeper{clock: h.clock}).After
+			_, err := c.Token(t.Context())
+			if len(opened) != 0 || (bad != "http://evil.example/device" && err == nil) {
+				t.Errorf("opened %q, err %v; want nothing opened and the device login refused", opened, err)
+			}
+		})
+	}
+	for _, u := range []string{"file:///etc/passwd", `\\host\share\x.exe`, "http://example.com/", "https:///nohost"} {
+		if openable(u) == nil {
+			t.Errorf("openable(%q) = nil", u)
+		}
+	}
+	for _, u := range []string{"https://idp.example/auth?x=1", "http://127.0.0.1:5556/auth", "http://localhost/auth"} {
+		if err := openable(u); err != nil {
+			t.Errorf("openable(%q) = %v", u, err)
+		}
+	}
+	// An authorization endpoint that is no http(s) URL is refused at discovery.
+	if err := checkEndpoints("http://127.0.0.1:1", &Provider{AuthorizationEndpoint: "file:///x#", TokenEndpoint: "http://127.0.0.1:1/t"}); err == nil {
+		t.Error("checkEndpoints took a file: authorization endpoint")
+	}
+}
+
+// TestHTTPIssuerOffLoopback: an http issuer off loopback is refused unless
+// --insecure allows it (with a warning each time it is used).
+func TestHTTPIssuerOffLoopback(t *testing.T) {
+	o := Options{IssuerURL: "http://idp.example", ClientID: "c"}
+	if err := o.Validate(); !errors.Is(err, ErrUsage) {
+		t.Errorf("Validate = %v, want ErrUsage", err)
+	}
+	o.Insecure = true
+	if err := o.Validate(); err != nil || o.InsecureWarning() == "" {
+		t.Errorf("with --insecure: Validate = %v, warning %q", err, o.InsecureWarning())
+	}
+	if w := (&Options{IssuerURL: "http://127.0.0.1:5556", ClientID: "c"}).InsecureWarning(); w != "" {
+		t.Errorf("loopback warned: %q", w)
 	}
 }

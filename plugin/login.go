@@ -119,6 +119,9 @@ func (s oidcSource) validate() error {
 	if err := checkIssuerURL(o.IssuerURL); err != nil {
 		return err
 	}
+	if u, _ := url.Parse(o.IssuerURL); u.Scheme == "http" && !isLoopback(u.Hostname()) && !o.Insecure {
+		return fmt.Errorf("%w: --oidc-issuer-url %q is plain http off loopback: anyone on the network path could read the tokens; use https, or add --insecure to allow it", ErrUsage, o.IssuerURL)
+	}
 	if o.ClientID == "" {
 		return fmt.Errorf("%w: --oidc-client-id is required", ErrUsage)
 	}

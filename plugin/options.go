@@ -84,7 +84,8 @@ type Options struct {
 	// finds); see ApplyFlyteConfig.
 	FlyteConfig string
 	// Insecure is flytectl's admin.insecure: the Flyte endpoint speaks
-	// plain http, on loopback or not.
+	// plain http, on loopback or not. It also allows an http issuer off
+	// loopback, refused otherwise.
 	Insecure bool
 	// ResendAuthParams sends the authorization request's parameters again
 	// with the code exchange (see pkce.Login.ResendAuthParams); nil means
@@ -227,7 +228,7 @@ func (o *Options) RegisterProviderFlags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.Var(flyteConfigFlag{o}, "flyte-config", "take the Flyte endpoint, insecure and ClientSecret settings from flytectl's config file (=FILE; default $FLYTECTL_CONFIG or ~/.flyte/config.yaml)")
-	fs.BoolVar(&o.Insecure, "insecure", false, "the Flyte endpoint speaks plain http (flytectl's admin.insecure)")
+	fs.BoolVar(&o.Insecure, "insecure", false, "allow plain http off loopback: the Flyte endpoint speaks it (flytectl's admin.insecure), or the issuer does")
 	o.RegisterCacheFlags(fs)
 	fs.Func("token-cache-storage", "token storage: disk, keyring (the OS keychain; lock files stay on disk) or none (default disk)", func(s string) error {
 		switch s {

@@ -186,10 +186,12 @@ func getJSON(ctx context.Context, hc *http.Client, u string, v any) error {
 // secrets when the issuer itself is https (RFC 8414 §2, RFC 6749 §3.2): an
 // attacker who can rewrite metadata must not downgrade them. Loopback
 // endpoints are exempt, for tests and local providers.
+//
+// Whatever the issuer, every endpoint must be an absolute http(s) URL: the
+// authorization endpoint is handed to the OS's URL opener, which would run a
+// file: or UNC path.
 func checkEndpoints(issuer string, p *Provider) error {
-	if !strings.HasPrefix(issuer, "https://") {
-		return nil
-	}
+	secure := strings.HasPrefix(issuer, "https://")
 	for name, e := range map[string]string{
 		"authorization_endpoint":        p.AuthorizationEndpoint,
 		"token_endpoint":                p.TokenEndpoint,
@@ -204,11 +206,29 @@ func checkEndpoints(issuer string, p *Provider) error {
 		if err != nil {
 			return fmt.Errorf("%s %q: %w", name, e, err)
 		}
-		if u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname())) {
+		switch {
+		case u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+			return fmt.Errorf("%s %q is not an http(s) URL", name, e)
+		case secure && u.Scheme != "https" && !isLoopback(u.Hostname()):
 			return fmt.Errorf("%s %q is not https", name, e)
 		}
 	}
 	return nil
+}
+
+// openable refuses a URL that latchkey must not hand to a browser or the
+// OS's URL opener (which launch local and UNC executables, and send NTLM
+// credentials to a UNC host on Windows): only an absolute https URL, or http
+// on a loopback address, is opened.
+func openable(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "" || u.Opaque != "":
+		return fmt.Errorf("refusing to open %q: not an absolute http(s) URL", raw)
+	case u.Scheme == "https", u.Scheme == "http" && isLoopback(u.Hostname()):
+		return nil
+	}
+	return fmt.Errorf("refusing to open %q: only https URLs, or http on a loopback address, are opened", raw)
 }
 
 func isLoopback(host string) bool {
