@@ -94,6 +94,12 @@ type Entry struct {
 	// Key is the key the entry was saved under, for listing the cache; the
 	// file name is its ID.
 	Key *Key `json:"key,omitempty"`
+	// ID is the id the entry was saved under (Save sets it): Load and Peek
+	// refuse an entry found under another id, so that an entry copied
+	// under another configuration's name is not served for it (nor its
+	// refresh token sent to that configuration's issuer). Entries written
+	// before it was stored are checked against Key instead.
+	ID string `json:"id,omitempty"`
 	// IDToken is the raw ID token (a JWT).
 	IDToken string `json:"id_token,omitempty"`
 	// IDTokenExpiry is the ID token's exp claim.
@@ -281,10 +287,36 @@ func (c *Cache) load(id string, dec func(path string, data []byte) (*Entry, erro
 		return nil, fmt.Errorf("load token cache %s: %w", path, err)
 	}
 	e, err := dec(path, data)
-	if err != nil || e.Secrets == "" {
-		return e, err
+	if err != nil {
+		return nil, err
+	}
+	if !writtenFor(id, e, data) {
+		return nil, invalid(path, "it was written for another configuration")
+	}
+	if e.Secrets == "" {
+		return e, nil
 	}
 	return c.loadSecrets(path, e)
+}
+
+// writtenFor tells whether entry e, read from data, was written for id: its
+// ID says so, or, in an entry written before the ID was stored, its key
+// (which Peek does not decode: it is read from data then).
+func writtenFor(id string, e *Entry, data []byte) bool {
+	if e.ID != "" {
+		return e.ID == id
+	}
+	k := e.Key
+	if k == nil {
+		var v struct {
+			Key *Key `json:"key"`
+		}
+		if json.Unmarshal(data, &v) != nil {
+			return true // damaged elsewhere: Load refuses it, Peek looks only at tokens
+		}
+		k = v.Key
+	}
+	return k == nil || k.ID() == id
 }
 
 // checkMode returns why fi cannot be an entry, or "" if it can.
@@ -400,7 +432,7 @@ func (c *Cache) Save(id string, e *Entry) (err error) {
 	if e == nil {
 		return fmt.Errorf("save token cache %s: nil entry", path)
 	}
-	e.Version = Version
+	e.Version, e.ID = Version, id
 	stored := e
 	if c.Keyring != nil {
 		stored = c.saveSecrets(path, e)
@@ -412,6 +444,9 @@ func (c *Cache) Save(id string, e *Entry) (err error) {
 	}
 	data = append(data, '\n')
 	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+		return fmt.Errorf("save token cache %s: %w", path, err)
+	}
+	if err := c.checkDir(); err != nil {
 		return fmt.Errorf("save token cache %s: %w", path, err)
 	}
 	f, err := os.CreateTemp(c.Dir, "."+id+".*.tmp")

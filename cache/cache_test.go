@@ -119,6 +119,7 @@ func TestSaveLoad(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "latchkey")
 	c := Open(dir)
 	want := testEntry()
+	want.ID = testID // Save notes the id the entry is for
 	e := testEntry()
 	e.Version = 0
 	if err := c.Save(testID, e); err != nil {
@@ -165,7 +166,7 @@ func TestSaveReplaces(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Entry{Version: Version, AccessToken: "new", Expiry: e.Expiry}
+	want := &Entry{Version: Version, ID: testID, AccessToken: "new", Expiry: e.Expiry}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Load after second Save (-want +got):\n%s", diff)
 	}

@@ -97,13 +97,16 @@ func (c *Cache) newLock(id string) (*Lock, error) {
 	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("lock token cache %s: %w", path, err)
 	}
-	// gofrs/flock's default flags, plus O_NOFOLLOW.
+	if err := c.checkDir(); err != nil {
+		return nil, fmt.Errorf("lock token cache %s: %w", path, err)
+	}
+	// gofrs/flock's default flags, plus O_NOFOLLOW and O_NONBLOCK.
 	flag := os.O_CREATE | os.O_RDONLY
 	switch runtime.GOOS {
 	case "aix", "solaris", "illumos":
 		flag = os.O_CREATE | os.O_RDWR // exclusive locks need write access there
 	}
-	fl := flock.New(path, flock.SetFlag(flag|oNoFollow), flock.SetPermissions(0o600))
+	fl := flock.New(path, flock.SetFlag(flag|oLockFlags), flock.SetPermissions(0o600))
 	return &Lock{fl: fl, path: path}, nil
 }
 
@@ -114,6 +117,10 @@ func (c *Cache) newLock(id string) (*Lock, error) {
 func (l *Lock) stale() (bool, error) {
 	locked, err := l.fl.Stat()
 	if err == nil {
+		if rerr := regular(locked); rerr != nil {
+			_ = l.fl.Unlock()
+			return false, fmt.Errorf("lock token cache %s: %w", l.path, rerr)
+		}
 		var current fs.FileInfo
 		current, err = os.Lstat(l.path)
 		if err == nil && os.SameFile(locked, current) {

@@ -24,19 +24,21 @@ func (c *Cache) Peek(id string) (*Entry, error) {
 }
 
 // tokens are the members of an [Entry] that Peek decodes, with Entry's JSON
-// names: the format version, what a Keyring holds, and where it is.
+// names: the format version, the id it was saved under, what a Keyring
+// holds, and where it is.
 type tokens struct {
-	Version int `json:"version"`
+	Version int    `json:"version"`
+	ID      string `json:"id,omitempty"`
 	secrets
 	Secrets string `json:"secrets,omitempty"`
 }
 
 // tokenNames are the JSON names of tokens' fields.
-var tokenNames = [...]string{"version", "id_token", "id_token_expiry", "access_token", "token_type", "expiry", "refresh_token", "secrets"}
+var tokenNames = [...]string{"version", "id", "id_token", "id_token_expiry", "access_token", "token_type", "expiry", "refresh_token", "secrets"}
 
 // entry returns an Entry holding t.
 func (t *tokens) entry() *Entry {
-	e := &Entry{Version: t.Version, Secrets: t.Secrets}
+	e := &Entry{Version: t.Version, ID: t.ID, Secrets: t.Secrets}
 	t.secrets.fill(e)
 	return e
 }
@@ -74,6 +76,8 @@ func scanTokens(data []byte, t *tokens) bool {
 		switch name {
 		case "version":
 			t.Version, ok = jsonscan.Int(v)
+		case "id":
+			t.ID, ok = jsonscan.String(v)
 		case "id_token":
 			t.IDToken, ok = jsonscan.String(v)
 		case "access_token":

@@ -15,7 +15,7 @@ import (
 
 // peeked returns what Peek makes of an entry e.
 func peeked(e *Entry) *Entry {
-	t := tokens{Version: e.Version, secrets: secretsOf(e), Secrets: e.Secrets}
+	t := tokens{Version: e.Version, ID: e.ID, secrets: secretsOf(e), Secrets: e.Secrets}
 	return t.entry()
 }
 
@@ -223,4 +223,45 @@ func FuzzPeek(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestEntryBoundToItsID: an entry copied under another configuration's name
+// is not served for it, by Peek or Load (its refresh token would then go to
+// that configuration's issuer); an entry written before the id was stored is
+// checked against its key.
+func TestEntryBoundToItsID(t *testing.T) {
+	c := Open(t.TempDir())
+	e := testEntry()
+	if err := c.Save(testID, e); err != nil {
+		t.Fatal(err)
+	}
+	const other = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
+	data, err := os.ReadFile(c.Path(testID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(c.Path(other), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, read := range map[string]func(string) (*Entry, error){"Peek": c.Peek, "Load": c.Load} {
+		if _, err := read(other); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s of a copied entry = %v, want ErrInvalid", name, err)
+		}
+		if _, err := read(testID); err != nil {
+			t.Errorf("%s of the entry itself: %v", name, err)
+		}
+	}
+	// Before the id: the key decides.
+	k := Key{Issuer: "https://issuer.example.com", ClientID: "k"}
+	legacy := `{"version":1,"key":{"issuer":"https://issuer.example.com","client_id":"k"},"id_token":"a.b.c","id_token_expiry":"2099-01-01T00:00:00Z"}`
+	for id, ok := range map[string]bool{k.ID(): true, other: false} {
+		if err := os.WriteFile(c.Path(id), []byte(legacy), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		for name, read := range map[string]func(string) (*Entry, error){"Peek": c.Peek, "Load": c.Load} {
+			if _, err := read(id); (err == nil) != ok {
+				t.Errorf("%s of a legacy entry under its own id %v: %v", name, ok, err)
+			}
+		}
+	}
 }
