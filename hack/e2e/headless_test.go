@@ -604,7 +604,10 @@ func (r *latchkeyRun) after(t *testing.T, marker string) string {
 // paste writes s and a newline to latchkey's stdin, then closes it.
 func (r *latchkeyRun) paste(t *testing.T, s string) {
 	t.Helper()
-	if _, err := io.WriteString(r.stdin, s+"\n"); err != nil && !errors.Is(err, syscall.EPIPE) {
+	// A latchkey that has already ended (a waiter that found a fresh
+	// token) reads nothing: its pipe is gone (EPIPE) or, once Wait is
+	// done, closed.
+	if _, err := io.WriteString(r.stdin, s+"\n"); err != nil && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, os.ErrClosed) {
 		t.Fatal(err)
 	}
 	r.stdin.Close()
