@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"mime"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -160,28 +161,9 @@ func (f *flow) deviceAuthorization(ctx context.Context) (*deviceAuthResponse, er
 	if err != nil {
 		return nil, fmt.Errorf("device authorization request: %w", err)
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		re := errorResponse(resp, body)
-		switch {
-		case re == nil:
-			return nil, fmt.Errorf("device authorization request: %s from %s", resp.Status, endpoint)
-		case re.ErrorCode == "unauthorized_client" || re.ErrorCode == "unsupported_grant_type":
-			return nil, fmt.Errorf("device authorization request: %w: %w", errDeviceNotAllowed, re)
-		}
-		return nil, fmt.Errorf("device authorization request: %w", re)
-	}
-	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct != "" && ct != "application/json" {
-		return nil, fmt.Errorf("device authorization request: response is %s, not JSON", ct)
-	}
-	var da deviceAuthResponse
-	if err := json.Unmarshal(body, &da); err != nil {
-		return nil, fmt.Errorf("device authorization request: decode response: %v", err)
-	}
-	if da.VerificationURI == "" {
-		da.VerificationURI = da.VerificationURL
-	}
-	if da.DeviceCode == "" || da.UserCode == "" || da.VerificationURI == "" {
-		return nil, errors.New("device authorization request: response lacks device_code, user_code or verification_uri")
+	da, err := decodeDeviceAuthorization(resp, body, endpoint)
+	if err != nil {
+		return nil, err
 	}
 	// The person is sent there (and the browser, with device-code): an
 	// https URL for an https issuer, or http on loopback.
@@ -193,6 +175,36 @@ func (f *flow) deviceAuthorization(ctx context.Context) (*deviceAuthResponse, er
 		if openable(u) != nil || secure && !strings.HasPrefix(u, "https://") {
 			return nil, fmt.Errorf("device authorization request: verification URI %q is not an https URL", printable.String(u))
 		}
+	}
+	return da, nil
+}
+
+// decodeDeviceAuthorization reads a device authorization response (RFC 8628
+// §3.2, §3.5) from endpoint. It is a pure function of its input, which comes
+// from the network: fuzzed by FuzzDecodeDeviceAuthorization.
+func decodeDeviceAuthorization(resp *http.Response, body []byte, endpoint string) (*deviceAuthResponse, error) {
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		re := errorResponse(resp, body)
+		switch {
+		case re == nil:
+			return nil, fmt.Errorf("device authorization request: %d %s from %s", resp.StatusCode, http.StatusText(resp.StatusCode), endpoint)
+		case re.ErrorCode == "unauthorized_client" || re.ErrorCode == "unsupported_grant_type":
+			return nil, fmt.Errorf("device authorization request: %w: %w", errDeviceNotAllowed, re)
+		}
+		return nil, fmt.Errorf("device authorization request: %w", re)
+	}
+	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct != "" && ct != "application/json" {
+		return nil, fmt.Errorf("device authorization request: response is %s, not JSON", ct)
+	}
+	var da deviceAuthResponse
+	if err := json.Unmarshal(body, &da); err != nil {
+		return nil, fmt.Errorf("device authorization request: decode response: %v", jsonError(err))
+	}
+	if da.VerificationURI == "" {
+		da.VerificationURI = da.VerificationURL
+	}
+	if da.DeviceCode == "" || da.UserCode == "" || da.VerificationURI == "" {
+		return nil, errors.New("device authorization request: response lacks device_code, user_code or verification_uri")
 	}
 	return &da, nil
 }

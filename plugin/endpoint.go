@@ -111,12 +111,20 @@ func (t *tokenClient) token(ctx context.Context, endpoint string, form url.Value
 		}
 		return nil, fmt.Errorf("token request: %w", err)
 	}
+	return decodeToken(resp, body, endpoint, t.now())
+}
+
+// decodeToken reads a token endpoint's response (RFC 6749 §5.1, §5.2) to a
+// request sent to endpoint at now. It is a pure function of its input, which
+// comes from the network: fuzzed by FuzzDecodeToken.
+func decodeToken(resp *http.Response, body []byte, endpoint string, now time.Time) (*tokenResponse, error) {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		if re := errorResponse(resp, body); re != nil {
 			return nil, re
 		}
-		// Keep unknown bodies (proxies' HTML pages) out of messages.
-		err := fmt.Errorf("token request: %s from %s", resp.Status, endpoint)
+		// Keep unknown bodies (proxies' HTML pages) out of messages, and the
+		// status text: only its code.
+		err := fmt.Errorf("token request: %d %s from %s", resp.StatusCode, http.StatusText(resp.StatusCode), endpoint)
 		switch resp.StatusCode {
 		case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusGone:
 			// No token endpoint there: nothing was redeemed.
@@ -127,15 +135,29 @@ func (t *tokenClient) token(ctx context.Context, endpoint string, form url.Value
 	var r tokenResponse
 	if err := json.Unmarshal(body, &r); err != nil {
 		ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-		return nil, fmt.Errorf("token request: decode %s response: %w", ct, err)
+		return nil, fmt.Errorf("token request: decode %s response: %v", ct, jsonError(err))
 	}
 	if r.AccessToken == "" {
 		return nil, fmt.Errorf("token request: response has no access_token")
 	}
 	if d, ok := expiresIn(r.ExpiresIn); ok {
-		r.Expiry = t.now().Add(d)
+		r.Expiry = now.Add(d)
 	}
 	return &r, nil
+}
+
+// jsonError describes a json.Unmarshal error without quoting the input,
+// which holds tokens.
+func jsonError(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("malformed JSON at byte %d", syntax.Offset)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("JSON field %q has the wrong type", typ.Field)
+	}
+	return "malformed JSON"
 }
 
 // errorResponse decodes an OAuth error response (RFC 6749 §5.2), or returns
