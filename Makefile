@@ -33,8 +33,10 @@ check:
 		echo "vet $$p"; GOOS=$${p%/*} GOARCH=$${p#*/} CGO_ENABLED=0 $(GO) vet ./... || exit 1; \
 	done
 
+# Unit tests; as root also the ones that need an ordinary user, as nobody.
 unit:
 	$(GO) test -race -count=1 ./...
+	GO=$(GO) hack/unprivileged-test.sh
 
 # Each native fuzz target for FUZZTIME; the corpus lives in testdata/fuzz
 # (hack/fuzz.sh: a failure that wrote no input is run once more).
