@@ -353,37 +353,42 @@ func TestLoadTightensPermissions(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("file modes do not express access on Windows")
 	}
-	var logs bytes.Buffer
-	c := Open(t.TempDir())
-	c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
-	want := testEntry()
-	if err := c.Save(testID, want); err != nil {
-		t.Fatal(err)
-	}
-	path := c.Path(testID)
-	if err := os.Chmod(path, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	got, err := c.Load(testID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("Load (-want +got):\n%s", diff)
-	}
-	if p := perm(t, path); p != 0o600 {
-		t.Errorf("mode after Load = %04o, want 0600", p)
-	}
-	if out := logs.String(); !strings.Contains(out, "level=WARN") || !strings.Contains(out, "0644") || strings.Contains(out, secret) {
-		t.Errorf("log = %q, want a warning naming the old mode and no token", out)
-	}
-	// A private entry is loaded without a warning.
-	logs.Reset()
-	if _, err := c.Load(testID); err != nil {
-		t.Fatal(err)
-	}
-	if logs.Len() != 0 {
-		t.Errorf("second Load logged %q", logs.String())
+	// Readable by others, or only by the group.
+	for _, mode := range []os.FileMode{0o644, 0o640, 0o604} {
+		t.Run(fmt.Sprintf("%04o", mode), func(t *testing.T) {
+			var logs bytes.Buffer
+			c := Open(t.TempDir())
+			c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			want := testEntry()
+			if err := c.Save(testID, want); err != nil {
+				t.Fatal(err)
+			}
+			path := c.Path(testID)
+			if err := os.Chmod(path, mode); err != nil {
+				t.Fatal(err)
+			}
+			got, err := c.Load(testID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("Load (-want +got):\n%s", diff)
+			}
+			if p := perm(t, path); p != 0o600 {
+				t.Errorf("mode after Load = %04o, want 0600", p)
+			}
+			if out := logs.String(); !strings.Contains(out, "level=WARN") || !strings.Contains(out, fmt.Sprintf("%04o", mode)) || strings.Contains(out, secret) {
+				t.Errorf("log = %q, want a warning naming the old mode and no token", out)
+			}
+			// A private entry is loaded without a warning.
+			logs.Reset()
+			if _, err := c.Load(testID); err != nil {
+				t.Fatal(err)
+			}
+			if logs.Len() != 0 {
+				t.Errorf("second Load logged %q", logs.String())
+			}
+		})
 	}
 }
 

@@ -205,6 +205,16 @@ func TestFirstLoginThenCache(t *testing.T) {
 	if got := h.browsers.Load(); got != 1 {
 		t.Errorf("browsers opened = %d, want 1", got)
 	}
+
+	// With 5 s left, inside the 10 s margin, the token is refreshed: it
+	// would expire on its way to the API server.
+	h.clock.Advance(6 * time.Second)
+	if again = h.mustToken(o); again.Value == tok.Value {
+		t.Error("a token with 5 s left was served from the cache")
+	}
+	if c := h.idp.Counts(); c.Refresh != before.Refresh+1 {
+		t.Errorf("refreshes = %d, want %d", c.Refresh, before.Refresh+1)
+	}
 }
 
 func TestRefreshRotatesAndReusesDiscovery(t *testing.T) {

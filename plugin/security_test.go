@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -60,6 +61,46 @@ func TestProviderClientRedirects(t *testing.T) {
 	}
 	if n := elsewhere.Load(); n != 0 {
 		t.Errorf("%d requests reached the redirect target", n)
+	}
+
+	// A POST is not redirected within https either: the method rule, not
+	// the downgrade rule, keeps the refresh token home.
+	tlsSink := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere.Add(1) }))
+	defer tlsSink.Close()
+	to := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, tlsSink.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer to.Close()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, to.URL+"/token", strings.NewReader("refresh_token=x"))
+	if resp, err := hc.Do(req); err == nil {
+		resp.Body.Close()
+		t.Error("POST: an https -> https 307 was followed")
+	}
+	if n := elsewhere.Load(); n != 0 {
+		t.Errorf("%d requests reached the https redirect target", n)
+	}
+}
+
+// TestResponseSizeLimits: what the provider sends is read up to 1 MiB;
+// larger metadata or token responses fail instead of filling memory.
+func TestResponseSizeLimits(t *testing.T) {
+	pad := strings.Repeat("a", maxTokenResponseBytes)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if r.Method == http.MethodPost {
+			w.Write([]byte(`{"access_token":"at","token_type":"Bearer","expires_in":60,"pad":"` + pad + `"}`))
+			return
+		}
+		w.Write([]byte(`{"issuer":"x","pad":"` + pad + `"}`))
+	}))
+	defer srv.Close()
+	var v map[string]any
+	if err := getJSON(t.Context(), srv.Client(), srv.URL+"/.well-known/openid-configuration", &v); err == nil {
+		t.Error("metadata over 1 MiB was read")
+	}
+	tc := &tokenClient{hc: srv.Client(), clientID: "c", now: time.Now}
+	if _, err := tc.token(t.Context(), srv.URL+"/token", url.Values{"grant_type": {"refresh_token"}}); err == nil {
+		t.Error("a token response over 1 MiB was read")
 	}
 }
 
