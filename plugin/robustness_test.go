@@ -137,6 +137,29 @@ func TestServerErrorRefusalKeepsRefreshToken(t *testing.T) {
 	}
 }
 
+// TestRefusedRefreshTokenDropped: after the provider refused the refresh
+// token (invalid_grant) and the login that followed failed, the entry no
+// longer holds that refresh token: the next call does not send it again.
+func TestRefusedRefreshTokenDropped(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	o := h.options()
+	h.mustToken(o)
+	h.idp.RevokeAll()
+	h.clock.Advance(2 * idptest.DefaultTokenLifetime)
+	c := h.client(o)
+	c.OpenBrowser = func(ctx context.Context, _ string) error { return nil } // the person never comes
+	c.Options.AuthTimeout = time.Second
+	if _, err := c.Token(t.Context()); err == nil {
+		t.Fatal("no error")
+	}
+	if c := h.idp.Counts(); c.RefreshRejected != 1 {
+		t.Fatalf("rejected refreshes = %d, want 1", c.RefreshRejected)
+	}
+	if e := h.entry(o); e.RefreshToken != "" {
+		t.Error("the refused refresh token was kept after the failed login")
+	}
+}
+
 // TestHeadersNotOnRedirectsElsewhere: --oidc-request-header goes to the
 // provider, not to a host a redirect points to.
 func TestHeadersNotOnRedirectsElsewhere(t *testing.T) {
