@@ -389,6 +389,46 @@ func TestForceRefresh(t *testing.T) {
 	}
 }
 
+// TestForceRefreshUsesWaitedForToken: a --force-refresh that waited
+// for the lock behind another process's refresh uses the token that
+// process got: it is already new, and refreshing again would only spend
+// another refresh token.
+func TestForceRefreshUsesWaitedForToken(t *testing.T) {
+	var gate atomic.Bool
+	inRefresh, release := make(chan struct{}), make(chan struct{})
+	h := newHarness(t, idptest.Config{Intercept: func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path == idptest.TokenPath && gate.CompareAndSwap(true, false) {
+			close(inRefresh)
+			<-release
+		}
+		return false
+	}})
+	o := h.options()
+	h.mustToken(o)
+	o.ForceRefresh = true
+	gate.Store(true)
+	aTok := make(chan *Token, 1)
+	go func() { tok, _ := h.client(o).Token(t.Context()); aTok <- tok }()
+	<-inRefresh
+
+	var logs syncBuffer
+	b := h.client(o)
+	b.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	bTok := make(chan *Token, 1)
+	go func() { tok, _ := b.Token(t.Context()); bTok <- tok }()
+	for !strings.Contains(logs.String(), "waiting for another latchkey process") {
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+	ta, tb := <-aTok, <-bTok
+	if ta == nil || tb == nil || ta.Value != tb.Value {
+		t.Errorf("the waiting --force-refresh did not return the other process's token")
+	}
+	if c := h.idp.Counts(); c.Refresh != 1 {
+		t.Errorf("refreshes = %d, want 1", c.Refresh)
+	}
+}
+
 func TestLoginDenied(t *testing.T) {
 	h := newHarness(t, idptest.Config{DenyAuthorization: "access_denied"})
 	o := h.options()
