@@ -136,6 +136,44 @@ func TestUnsignedIDToken(t *testing.T) {
 	}
 }
 
+// TestIDTokenForAnotherLogin: an ID token signed by the provider's real key
+// is still refused when it was not minted for this login: another login's
+// nonce, another client's audience, or an azp that is not this client
+// (OpenID Connect Core §3.1.3.7 items 3-5, 11). Nothing is cached.
+func TestIDTokenForAnotherLogin(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(map[string]any)
+		ok     bool
+	}{
+		{"unchanged", func(c map[string]any) { c["extra"] = "x" }, true},
+		{"another login's nonce", func(c map[string]any) { c["nonce"] = "n-other" }, false},
+		{"another client's audience", func(c map[string]any) { c["aud"] = "other"; delete(c, "azp") }, false},
+		{"two audiences, no azp", func(c map[string]any) { c["aud"] = []string{idptest.DefaultClientID, "other"}; delete(c, "azp") }, false},
+		{"azp of another client", func(c map[string]any) { c["azp"] = "other" }, false},
+		{"two audiences, azp this client", func(c map[string]any) { c["aud"] = []string{idptest.DefaultClientID, "other"} }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, idptest.Config{IDTokenClaims: tc.change})
+			h.denials = true // the browser may see the failed login
+			o := h.options()
+			_, err := h.token(o)
+			if tc.ok {
+				if err != nil {
+					t.Fatalf("Token: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), "verify ID token") {
+				t.Fatalf("err = %v, want an ID token verification error", err)
+			}
+			if e := h.entry(o); e != nil && e.IDToken != "" {
+				t.Error("the refused ID token was cached")
+			}
+		})
+	}
+}
+
 // TestIssuerTrailingSlash: an issuer that differs from the configured one
 // only by a trailing slash (LemonLDAP::NG's has one) is still refused, and
 // the error names the flag that fixes it.

@@ -199,6 +199,11 @@ type Config struct {
 	// call methods of the Server.
 	Now func() time.Time
 
+	// IDTokenClaims, if set, changes an ID token's claims before they are
+	// signed with the server's key: for tests of a client's checks (a
+	// foreign nonce, audience or azp) with tokens that verify otherwise.
+	IDTokenClaims func(claims map[string]any)
+
 	// Intercept, if set, runs before every handler; returning true means it
 	// wrote the response and the request is neither handled, counted nor
 	// recorded. Use it for fault injection: 500s, slow responses, a wrong
@@ -941,6 +946,9 @@ func (s *Server) mint(tr *tokenResponse, cfg Config) (map[string]any, error) {
 		}
 		if tr.nonce != "" {
 			claims["nonce"] = tr.nonce
+		}
+		if cfg.IDTokenClaims != nil {
+			cfg.IDTokenClaims(claims)
 		}
 		idt, err := sign(s.idSigner, claims)
 		if err != nil {
