@@ -349,6 +349,31 @@ func TestFlyteBadMetadata(t *testing.T) {
 	})
 }
 
+// TestFlyteMetadataDowngrade: an https Flyte endpoint whose metadata sends
+// tokens or the browser over plain http (off loopback) is refused before
+// anything is sent there, as an https issuer's discovery is.
+func TestFlyteMetadataDowngrade(t *testing.T) {
+	for _, name := range []string{"token_endpoint", "authorization_endpoint", "revocation_endpoint"} {
+		t.Run(name, func(t *testing.T) {
+			admin := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				base := "https://" + r.Host
+				doc := map[string]string{
+					"issuer": base, "authorization_endpoint": base + "/authorize", "token_endpoint": base + "/token",
+					"revocation_endpoint": base + "/revoke",
+				}
+				doc[name] = "http://idp.example.com/x"
+				w.Header().Set("Content-Type", "application/json")
+				json.NewEncoder(w).Encode(doc)
+			}))
+			defer admin.Close()
+			_, err := discoverFlyte(t.Context(), admin.Client(), admin.URL, "", time.Now())
+			if !errors.Is(err, ErrDiscovery) || !strings.Contains(err.Error(), name) {
+				t.Errorf("err = %v, want ErrDiscovery naming %s", err, name)
+			}
+		})
+	}
+}
+
 func TestFlyteLogoutRevokesWithDiscoveredClient(t *testing.T) {
 	h := newHarness(t, idptest.Config{})
 	f := newFakeFlyte(t, h.idp, localhostRedirect(t))
