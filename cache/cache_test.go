@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -158,10 +159,27 @@ func TestSaveReplaces(t *testing.T) {
 	if err := c.Save(testID, old); err != nil {
 		t.Fatal(err)
 	}
+	oldData, err := os.ReadFile(c.Path(testID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A reader that opened the entry before the write (another process's
+	// Load) still reads the whole old entry: the new one is written
+	// elsewhere and renamed over it, never into the file in place.
+	reader, err := os.Open(c.Path(testID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
 	// Shorter than the old one, so leftovers of the old file would show.
 	e := &Entry{AccessToken: "new", Expiry: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)}
 	if err := c.Save(testID, e); err != nil {
 		t.Fatal(err)
+	}
+	if runtime.GOOS != "windows" {
+		if b, err := io.ReadAll(reader); err != nil || !bytes.Equal(b, oldData) {
+			t.Errorf("a reader of the old entry read %d bytes (%v), want the old %d: the entry was written in place", len(b), err, len(oldData))
+		}
 	}
 	got, err := c.Load(testID)
 	if err != nil {
