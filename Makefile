@@ -9,7 +9,7 @@ PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 win
 TOOLS     := $(GO) tool -modfile=hack/tools/go.mod
 TIMED     := hack/timed
 
-.PHONY: build test check unit fuzz keyring stress e2e bench demo release cross clean
+.PHONY: build test check unit mutate fuzz keyring stress e2e bench demo release cross clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/latchkey
@@ -18,6 +18,7 @@ build:
 test:
 	@$(TIMED) check  $(MAKE) --no-print-directory check cross
 	@$(TIMED) unit   $(MAKE) --no-print-directory unit
+	@$(TIMED) mutate $(MAKE) --no-print-directory mutate
 	@$(TIMED) fuzz   $(MAKE) --no-print-directory fuzz
 	@$(TIMED) keyring $(MAKE) --no-print-directory keyring
 	@$(TIMED) stress $(MAKE) --no-print-directory stress
@@ -37,6 +38,11 @@ check:
 unit:
 	$(GO) test -race -count=1 ./...
 	GO=$(GO) hack/unprivileged-test.sh
+
+# Each security or correctness check in hack/mutate/mutations.txt removed in
+# turn, on a copy of the tracked files: the tests named for it must fail.
+mutate:
+	$(GO) run ./hack/mutate
 
 # Each native fuzz target for FUZZTIME; the corpus lives in testdata/fuzz
 # (hack/fuzz.sh: a failure that wrote no input is run once more).
