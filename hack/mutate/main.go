@@ -121,7 +121,7 @@ func parse(path string) ([]mutation, error) {
 		case key == "test":
 			f := strings.Fields(value)
 			if len(f) < 2 {
-				return nil, fmt.Errorf("%s:%d: want test: PACKAGE TEST...", path, n)
+				return nil, fmt.Errorf("%s:%d: want test: PACKAGE TEST [TEST]", path, n)
 			}
 			m.pkg, m.tests = f[0], f[1:]
 		case key == "from":
