@@ -497,17 +497,7 @@ func (h *headless) checkIDToken(t *testing.T, token, clientID string) {
 // runDriver runs browser-http in mode with the URL and returns its stdout.
 func (h *headless) runDriver(t *testing.T, mode, u string, flags ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	args := append([]string{"-mode=" + mode, "-ca=" + h.pki.CACert, "-user=" + e2eUser.Email, "-password=" + e2eUser.Password}, flags...)
-	cmd := exec.CommandContext(ctx, h.driver, append(args, u)...)
-	cmd.Env = append(os.Environ(), "E2E_BROWSER_LOG=")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("browser-http -mode=%s: %v\n%s", mode, err, stderr.String())
-	}
-	return stdout.String()
+	return runHTTPDriver(t, h.driver, h.pki.CACert, mode, u, flags...)
 }
 
 // latchkeyRun is a running latchkey process whose stderr lines the test
