@@ -5,9 +5,12 @@ import (
 	"errors"
 	"html"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,15 +33,26 @@ type callback struct {
 	verdict chan error
 }
 
-// callbackHandler serves the redirect URI of one login. Only GET on path is handled; only a request whose state
-// equals the login's state counts, and only the first one: it is sent once on callbacks. Everything else is answered
-// and ignored, so that stray or hostile local requests can neither finish nor abort the login.
+// callbackHandler serves the loopback server of one login: the login link at startPath, which sends the browser on
+// to the authorization URL, and the redirect URI at path. Only GET is handled; only a request whose state equals the
+// login's state counts, and only the first one: it is sent once on callbacks. Everything else is answered and
+// ignored, so that stray or hostile local requests can neither finish nor abort the login. With a peer check, every
+// request from another user's process is refused before anything else.
 type callbackHandler struct {
 	path string
 	req  *Request
 	// afterURL, if set, is where a successful login sends the browser.
 	afterURL string
+	// startPath is the path of the login link; authURL is where it leads.
+	startPath, authURL string
+	// peers, if set, tells who owns a connection's other end; nil when this system cannot tell (not Linux), and
+	// then the login link works once only.
+	peers *peerCheck
+	// unlisted admits a connection whose other end is in no socket table (see Login.AllowUnlistedPeers).
+	unlisted bool
+	logger   *slog.Logger
 
+	opened    atomic.Bool   // set by the first opening of the login link
 	finished  atomic.Bool   // set by the first request with the right state
 	callbacks chan callback // buffered (1); receives exactly one callback
 	stopped   chan struct{} // closed when the login no longer waits for callbacks
@@ -49,6 +63,9 @@ func newCallbackHandler(path string, req *Request) *callbackHandler {
 	return &callbackHandler{
 		path:      path,
 		req:       req,
+		startPath: "/start/" + randomString(),
+		authURL:   req.URL(),
+		logger:    slog.New(slog.DiscardHandler),
 		callbacks: make(chan callback, 1),
 		stopped:   make(chan struct{}),
 	}
@@ -61,13 +78,21 @@ func (h *callbackHandler) stop() {
 
 // ServeHTTP handles the authorization response at the redirect URI (RFC 6749 §4.1.2, RFC 8252 §7.3).
 func (h *callbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != h.path {
+	if h.peers != nil && !h.sameUser(r) {
+		writePage(w, http.StatusForbidden, "Forbidden", "This login belongs to another user. The request was ignored.")
+		return
+	}
+	if r.URL.Path != h.path && r.URL.Path != h.startPath {
 		writePage(w, http.StatusNotFound, "Not found", "There is nothing here.")
 		return
 	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
-		writePage(w, http.StatusMethodNotAllowed, "Method not allowed", "The redirect URI accepts only GET.")
+		writePage(w, http.StatusMethodNotAllowed, "Method not allowed", "The login's addresses accept only GET.")
+		return
+	}
+	if r.URL.Path == h.startPath {
+		h.start(w, r)
 		return
 	}
 	// A parse error still yields the well-formed pairs; the state check below decides.
@@ -117,6 +142,55 @@ func (h *callbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	writePage(w, http.StatusOK, "Login complete",
 		"You are logged in. You can close this tab and return to the terminal.")
+}
+
+// start serves the login link: it sends the browser on to the authorization URL (302 Found). The link, not the
+// authorization URL, is what the browser's command line carries, and that command line is readable by every local
+// user (/proc/PID/cmdline): the state, which would let them answer the login, stays out of it. Without a peer check
+// (see sameUser) the link works once; a second opening means that another program may have read it, and since that
+// program could then answer in the person's stead, the login ends with [ErrLinkReused].
+func (h *callbackHandler) start(w http.ResponseWriter, r *http.Request) {
+	if h.peers == nil && !h.opened.CompareAndSwap(false, true) {
+		if h.finished.CompareAndSwap(false, true) {
+			h.callbacks <- callback{err: ErrLinkReused}
+		}
+		writePage(w, http.StatusConflict, "Login link already used",
+			"This login link was opened before, perhaps by another program that read it from the browser's command line. "+
+				"The login was stopped. Run the command again.")
+		return
+	}
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, h.authURL, http.StatusFound)
+}
+
+// sameUser tells whether the request came from a process of the user running the login (or of root, who can read
+// that user's files anyway), by the owner of the connection's other end in the system's socket table. A connection
+// whose other end is not listed is refused unless h.unlisted: its sender may have reset it already (its socket
+// then leaves the table while the request it sent is still read).
+func (h *callbackHandler) sameUser(r *http.Request) bool {
+	local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	remote, err := netip.ParseAddrPort(r.RemoteAddr)
+	if local == nil || err != nil {
+		return false
+	}
+	ours, err := netip.ParseAddrPort(local.String())
+	if err != nil {
+		return false
+	}
+	uid, err := h.peers.owner(remote, ours)
+	switch {
+	case errors.Is(err, errNoSocket) && h.unlisted:
+		return true
+	case err != nil:
+		h.logger.Warn("pkce: refused a request to the loopback server whose sender could not be told "+
+			"(a browser outside this system, as under WSL's mirrored networking?)", "error", err)
+		return false
+	case uid != os.Getuid() && uid != 0:
+		h.logger.Warn("pkce: refused a request to the loopback server from another user's process", "uid", uid)
+		return false
+	}
+	return true
 }
 
 // parse interprets an authorization response whose state matched.

@@ -50,6 +50,11 @@ var ErrConfig = errors.New("pkce: invalid login configuration")
 // ErrListen means no loopback listener could be opened (the port is in use).
 var ErrListen = errors.New("pkce: cannot listen for the redirect")
 
+// ErrLinkReused means the login link given to [Login.OpenBrowser] was opened a second time where the loopback server
+// cannot tell who sends a request (on systems other than Linux): another program may have read it from the browser's
+// command line, and could answer in the person's stead, so the login was stopped.
+var ErrLinkReused = errors.New("pkce: the login link was opened twice (another program may have read it from the browser's command line); the login was stopped")
+
 // errNoCode is returned for an authorization response with the right state but neither code nor error
 // (RFC 6749 §4.1.2).
 var errNoCode = errors.New("pkce: authorization response has neither code nor error")
@@ -122,8 +127,13 @@ type Login struct {
 	// "Login complete" page. It must be an absolute http(s) URL.
 	AfterURL string
 
-	// OpenBrowser is called once, in its own goroutine, with the authorization URL after the listener is ready.
-	// nil: not called (the caller prints the URL itself). If it returns an error, Login keeps waiting (the person
+	// OpenBrowser is called once, in its own goroutine, after the listener is ready, with the login link: a URL on
+	// the loopback server (http://127.0.0.1:PORT/start/RANDOM, on the redirect URI's host and port) that sends the
+	// browser on to the authorization URL. The authorization URL, whose state would let anyone answer the login,
+	// thus never appears in a browser's command line, which every local user can read. On Linux the loopback server
+	// refuses every request from another user's process (by the owner of the connection's socket, proc(5)) and the
+	// link may be opened again; elsewhere it works once, and a second opening ends the login with [ErrLinkReused].
+	// nil: not called (the caller shows the link itself). If it returns an error, Login keeps waiting (the person
 	// may open the URL by hand) and logs a warning. Its context is cancelled when the login finishes and Run waits
 	// for it to return, so it should return once the browser has been asked to open the URL (start a browser
 	// process without waiting for it to exit).
@@ -141,6 +151,15 @@ type Login struct {
 	// Logger receives debug messages (listening addresses, redirect URI) and warnings; nil discards them. Codes,
 	// verifiers, state, nonce and tokens are never logged.
 	Logger *slog.Logger
+
+	// AllowUnlistedPeers admits requests to the loopback server from connections whose other end is in no socket
+	// table of this system: a browser outside it, such as the Windows browser of WSL's mirrored networking. On
+	// Linux such requests are otherwise refused (see OpenBrowser), since another user who resets a connection
+	// right after sending a request leaves no socket to look up.
+	AllowUnlistedPeers bool
+
+	// peerTables, for tests, are the socket tables the peer check reads; nil means socketTables.
+	peerTables []string
 }
 
 // Run listens on the loopback address, opens the browser, waits for exactly one valid callback (or for ctx to be
@@ -184,6 +203,19 @@ func (l *Login) Run(ctx context.Context) (*Request, error) {
 
 	h := newCallbackHandler(callbackPath, req)
 	h.afterURL = l.AfterURL
+	h.logger = logger
+	h.unlisted = l.AllowUnlistedPeers
+	h.peers = &peerCheck{tables: l.peerTables}
+	for _, ln := range lns {
+		ap, err := netip.ParseAddrPort(ln.Addr().String())
+		if err != nil || !h.peers.available(ap) {
+			h.peers = nil
+		}
+	}
+	if h.peers == nil {
+		logger.Debug("pkce: the owners of loopback connections cannot be told here; the login link works once")
+	}
+	link := startLink(redirectURL, h.startPath)
 	var conns connTracker
 	srv := &http.Server{
 		Handler:           h,
@@ -214,8 +246,8 @@ func (l *Login) Run(ctx context.Context) (*Request, error) {
 	})
 	if l.OpenBrowser != nil {
 		g.Go(func() error {
-			if err := l.OpenBrowser(gctx, authURL); err != nil {
-				msg := redact(err.Error(), authURL, req.State, req.Nonce)
+			if err := l.OpenBrowser(gctx, link); err != nil {
+				msg := redact(err.Error(), authURL, link, req.State, req.Nonce)
 				if gctx.Err() != nil {
 					logger.Debug("pkce: opening the browser stopped", "error", msg)
 				} else {
@@ -477,6 +509,15 @@ func shutdown(ctx context.Context, srv *http.Server, lns []net.Listener, conns *
 		logger.Debug("pkce: graceful shutdown of the loopback server timed out")
 	}
 	_ = srv.Close()
+}
+
+// startLink returns the login link: the redirect URI's scheme, host and port with the path startPath.
+func startLink(redirectURL, startPath string) string {
+	u, err := url.Parse(redirectURL)
+	if err != nil {
+		return redirectURL // checked before listening; cannot happen
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: startPath}).String()
 }
 
 // redact removes the authorization URL and the secrets in it from s (an error message from OpenBrowser).

@@ -210,6 +210,25 @@ func visit(t *testing.T, c *http.Client, method, u string) (*page, error) {
 	return &page{url: resp.Request.URL, status: resp.StatusCode, header: resp.Header, body: string(body)}, nil
 }
 
+// authURLOf opens the login link that OpenBrowser was given, as a browser would but without following the redirect,
+// and returns the authorization URL it leads to.
+func authURLOf(t *testing.T, link string) *url.URL {
+	t.Helper()
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }, Timeout: 30 * time.Second}
+	p, err := visit(t, c, http.MethodGet, link)
+	if err != nil {
+		t.Fatalf("open the login link: %v", err)
+	}
+	if p.status != http.StatusFound {
+		t.Fatalf("login link: status %d, want 302", p.status)
+	}
+	u, err := url.Parse(p.header.Get("Location"))
+	if err != nil {
+		t.Fatalf("login link: Location: %v", err)
+	}
+	return u
+}
+
 // browse is an OpenBrowser that follows the authorization URL synchronously and records the final page.
 func browse(t *testing.T, got **page) func(context.Context, string) error {
 	c := newBrowser(t)
@@ -459,7 +478,7 @@ func TestLoginHostileTraffic(t *testing.T) {
 	)
 	c := newBrowser(t)
 	openBrowser := func(_ context.Context, authURL string) error {
-		au, _ := url.Parse(authURL)
+		au := authURLOf(t, authURL)
 		redirect, _ := url.Parse(au.Query().Get("redirect_uri"))
 		callback = redirect.Host
 		base := "http://" + callback
@@ -570,8 +589,7 @@ func TestLoginTimeout(t *testing.T) {
 		Request:  idp.request(),
 		Exchange: idp.exchange,
 		OpenBrowser: func(_ context.Context, u string) error {
-			au, _ := url.Parse(u)
-			redirect, _ = url.Parse(au.Query().Get("redirect_uri"))
+			redirect, _ = url.Parse(authURLOf(t, u).Query().Get("redirect_uri"))
 			return nil // the person never comes back
 		},
 	}).Run(ctx)
@@ -664,7 +682,7 @@ func TestLoginRedirectURLLocalhost(t *testing.T) {
 	case o := <-done:
 		t.Fatalf("Run returned before opening the browser: %v", o.err)
 	}
-	au, _ := url.Parse(authURL)
+	au := authURLOf(t, authURL)
 	if got := au.Query().Get("redirect_uri"); got != redirectURL {
 		t.Errorf("redirect_uri = %q, want %q verbatim", got, redirectURL)
 	}
@@ -682,7 +700,7 @@ func TestLoginRedirectURLLocalhost(t *testing.T) {
 			t.Errorf("%s: status %d, want 404 from the loopback server", h, p.status)
 		}
 	}
-	p, err := visit(t, c, http.MethodGet, authURL)
+	p, err := visit(t, c, http.MethodGet, au.String())
 	if err != nil {
 		t.Fatalf("browser: %v", err)
 	}

@@ -2,9 +2,9 @@
 // redirect listener (RFC 8252 §7.3).
 //
 // [Challenge] and [NewVerifier] are the PKCE primitives. [Login] runs one complete browser login: it listens on a
-// loopback address, sends the person's browser to the authorization endpoint with a fresh code_verifier, state and
-// nonce, waits for exactly one valid authorization response on the redirect URI, and exchanges the code at the token
-// endpoint.
+// loopback address, sends the person's browser (through a login link on that address, so that no command line shows
+// the state) to the authorization endpoint with a fresh code_verifier, state and nonce, waits for exactly one valid
+// authorization response on the redirect URI, and exchanges the code at the token endpoint.
 package pkce // import "github.com/latchkey/latchkey/pkce"
 
 import (

@@ -42,6 +42,10 @@ const freshMargin = 10 * time.Second
 // another process holding the lock.
 const lockSlack = 30 * time.Second
 
+// refreshGrace is how long a refresh already sent may still take after a
+// signal or the caller's exit (see call.refresh).
+const refreshGrace = 5 * time.Second
+
 // Client gets tokens for one set of Options. Fields other than Options are
 // dependencies; nil means the default.
 type Client struct {
@@ -430,6 +434,12 @@ func mintedBy(e *cache.Entry) string {
 // It returns the entry as it stands after the refresh, for the caller to
 // go on with.
 func (k *call) refresh(ctx context.Context, hc *http.Client, e *cache.Entry, l *login) (*Token, *cache.Entry, error) {
+	// The provider spends the refresh token as it handles the request. A
+	// signal or a caller gone (ctx cancelled) then leaves the request
+	// refreshGrace to bring back the rotated one, which would otherwise be
+	// lost with the spent one kept (and replaying that may revoke the grant).
+	ctx, done := lingering(ctx, refreshGrace)
+	defer done()
 	form := l.tokenForm(url.Values{
 		"grant_type":    {"refresh_token"},
 		"refresh_token": {e.RefreshToken},
@@ -478,6 +488,16 @@ func (k *call) refresh(ctx context.Context, hc *http.Client, e *cache.Entry, l *
 		k.record(e, err, refreshFailed)
 	}
 	return nil, e, err
+}
+
+// lingering returns a context that ends grace after ctx does (or when its
+// cancel function is called), with ctx's cause.
+func lingering(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	lctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		time.AfterFunc(grace, func() { cancel(context.Cause(ctx)) })
+	})
+	return lctx, func() { stop(); cancel(nil) }
 }
 
 // keepRotated saves a rotated refresh token at once (RFC 9700 §4.14.2: the

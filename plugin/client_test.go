@@ -911,3 +911,59 @@ func TestLogoutUnrevocableAccessToken(t *testing.T) {
 		t.Errorf("revoked %v, unrevocable %v", res.Revoked, res.Unrevocable)
 	}
 }
+
+// TestRefreshOutlivesCancel: the red team's gap (issue 15.9), a latchkey
+// stopped (a signal, its caller gone) after the provider had rotated the
+// refresh token but before the new one was saved, kept only the spent one.
+// The refresh in flight now has refreshGrace to bring the new one back.
+func TestRefreshOutlivesCancel(t *testing.T) {
+	h := newHarness(t, idptest.Config{ReuseRevokesFamily: true})
+	o := h.options()
+	h.mustToken(o)
+	spent := h.entry(o).RefreshToken
+	h.clock.Advance(idptest.DefaultTokenLifetime)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	h.idp.Update(func(c *idptest.Config) {
+		c.Intercept = func(_ http.ResponseWriter, r *http.Request) bool {
+			if r.URL.Path == idptest.TokenPath {
+				cancel()                          // the signal arrives while the request is at the provider,
+				time.Sleep(50 * time.Millisecond) // which then rotates the token and answers
+			}
+			return false
+		}
+	})
+	_, err := h.client(o).Token(ctx)
+	h.idp.Update(func(c *idptest.Config) { c.Intercept = nil })
+	if got := h.entry(o).RefreshToken; got == "" || got == spent {
+		t.Fatalf("refresh token after the cancelled refresh (Token: %v): spent one kept %v; want the rotated one", err, got == spent)
+	}
+	if c := h.idp.Counts(); c.Refresh != 1 {
+		t.Errorf("refreshes = %d, want 1", c.Refresh)
+	}
+	h.mustToken(o)
+	if c := h.idp.Counts(); c.RefreshRejected != 0 || h.browsers.Load() != 1 {
+		t.Errorf("after it: %d refreshes refused, %d browsers; want 0 and 1 (the rotated token works)", c.RefreshRejected, h.browsers.Load())
+	}
+}
+
+func TestLingering(t *testing.T) {
+	ctx, cancel := context.WithCancelCause(t.Context())
+	lctx, done := lingering(ctx, 100*time.Millisecond)
+	defer done()
+	cause := errors.New("caller gone")
+	cancel(cause)
+	select {
+	case <-lctx.Done():
+		t.Fatal("ended with its parent, not after the grace")
+	case <-time.After(20 * time.Millisecond):
+	}
+	select {
+	case <-lctx.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("did not end after the grace")
+	}
+	if got := context.Cause(lctx); !errors.Is(got, cause) {
+		t.Errorf("cause %v, want the parent's", got)
+	}
+}

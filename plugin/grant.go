@@ -235,8 +235,12 @@ func (f *flow) open(ctx context.Context, url string) error {
 	if f.opener != nil {
 		return f.opener(ctx, url)
 	}
-	b := &Browser{Command: f.o.BrowserCommand, Skip: f.o.SkipOpenBrowser, Stderr: f.stderr, Getenv: f.getenv, Logger: f.log}
-	return b.Open(ctx, url)
+	return f.browserOpener().Open(ctx, url)
+}
+
+// browserOpener is the Browser that opens URLs when no opener is set.
+func (f *flow) browserOpener() *Browser {
+	return &Browser{Command: f.o.BrowserCommand, Skip: f.o.SkipOpenBrowser, Stderr: f.stderr, Getenv: f.getenv, Logger: f.log}
 }
 
 // browser runs the browser login: the authorization code grant with PKCE
@@ -263,7 +267,10 @@ func (f *flow) browser(ctx context.Context) (*tokenResponse, string, error) {
 		ResendAuthParams: f.l.resendAuthParams,
 		AfterURL:         f.o.OpenURLAfterAuthentication,
 		OpenBrowser:      open,
-		Check:            f.checkRequest,
+		// Under WSL the browser is Windows', whose connections (mirrored
+		// networking) have no Linux socket to tell their owner by.
+		AllowUnlistedPeers: f.opener == nil && f.browserOpener().isWSL(),
+		Check:              f.checkRequest,
 		Exchange: func(ctx context.Context, form url.Values) (err error) {
 			r, err = f.tc.token(ctx, f.l.provider.TokenEndpoint, f.l.tokenForm(form))
 			return err

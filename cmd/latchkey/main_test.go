@@ -99,8 +99,19 @@ func browse(log, caFile, mode, gate, rawURL string) int {
 		waitFile(ctx, log+".stop")
 		return 0
 	case "deny":
-		u, err := url.Parse(rawURL)
+		// The login link redirects to the authorization URL, whose
+		// redirect_uri and state the IdP would answer.
+		nofollow := *hc
+		nofollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		resp, err := nofollow.Get(rawURL)
 		if err != nil {
+			fmt.Fprintln(os.Stderr, "browser:", err)
+			return 1
+		}
+		resp.Body.Close()
+		u, err := resp.Location()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "browser: login link:", resp.Status, err)
 			return 1
 		}
 		cb, err := url.Parse(u.Query().Get("redirect_uri"))

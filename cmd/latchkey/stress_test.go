@@ -822,6 +822,59 @@ func TestStressKillLockHolder(t *testing.T) {
 		t.Logf("after SIGKILL mid-refresh the next call took %v (a refresh)", next.end.Sub(next.start).Round(time.Millisecond))
 	})
 
+	t.Run("SIGTERM after the rotation", func(t *testing.T) {
+		// The red team's gap (issue 15.9): a latchkey stopped between the
+		// provider's rotation of the refresh token and the save of the new
+		// one kept only the spent token; replaying it (oidc-provider
+		// revokes the grant then) meant a login. A signal now leaves the
+		// refresh in flight refreshGrace to bring the new token back.
+		e := newEnv(t, idptest.Config{ReuseRevokesFamily: true})
+		c, id := cache.Open(e.dir), e.key().ID()
+		e.login(t)
+		old := e.expire(t)
+		rotated, release := make(chan struct{}, 1), make(chan struct{})
+		e.idp.Update(func(c *idptest.Config) {
+			c.Intercept = func(w http.ResponseWriter, r *http.Request) bool {
+				if r.Header.Get(passHeader) != "" || !isRefresh(r, readForm(r)) {
+					return false
+				}
+				passthrough(e.idp, w, r, func(map[string]any) {
+					rotated <- struct{}{} // the IdP has spent the old token
+					<-release
+				})
+				return true
+			}
+		})
+		p := e.startProc(e.args(), nil)
+		select {
+		case <-rotated:
+		case <-p.done:
+			t.Fatalf("refresh ended before the signal: %s", p.res.stderr)
+		case <-time.After(60 * time.Second):
+			t.Fatal("no refresh reached the IdP")
+		}
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond) // latchkey has seen the signal
+		close(release)
+		r := p.wait()
+		e.idp.Update(func(c *idptest.Config) { c.Intercept = nil })
+		got, err := c.Load(id)
+		if err != nil || got.RefreshToken == "" || got.RefreshToken == old.RefreshToken {
+			t.Fatalf("cache after SIGTERM (exit %d: %s): err %v, refresh token kept %v; want the rotated one",
+				r.code, lastLine(r.stderr), err, err == nil && got.RefreshToken == old.RefreshToken)
+		}
+		e.callAfterKill(t)
+		if got := e.browsersOpened(); got != 1 {
+			t.Errorf("browsers opened = %d, want 1 (the rotated refresh token was kept)", got)
+		}
+		if n := e.idp.Counts().RefreshRejected; n != 0 {
+			t.Errorf("the IdP refused %d refreshes: the spent refresh token was replayed", n)
+		}
+		t.Logf("SIGTERM while the rotated token was on its way: exit %d, rotated token saved", r.code)
+	})
+
 	t.Run("random kill points", func(t *testing.T) {
 		// Kill refreshing processes at random moments: the entry is
 		// always the old or the new one, never torn.

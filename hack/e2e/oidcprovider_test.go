@@ -168,6 +168,13 @@ func (c *opClient) browserRuns(t *testing.T) int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// latchkey gives the browser its login link, never the authorization URL:
+	// the state would be in the browser's command line (issue 15.7).
+	for line := range strings.Lines(string(b)) {
+		if !strings.HasSuffix(line, " link\n") {
+			t.Errorf("the browser was started with an authorization URL, not latchkey's login link: %q", line)
+		}
+	}
 	return strings.Count(string(b), "\n")
 }
 

@@ -114,7 +114,7 @@ func run() error {
 	defer cancelBrowser()
 
 	start := time.Now()
-	if err := chromedp.Do(bctx, chromedp.Navigate(c.AuthURL.String())); err != nil {
+	if err := chromedp.Do(bctx, chromedp.Navigate(c.Link.String())); err != nil {
 		return fmt.Errorf("open the authorization URL: %w", err)
 	}
 	// Each page of the login is acted on once: Dex's password form, or

@@ -90,7 +90,7 @@ func run() error {
 
 	// The authorization request (or the verification page); then one form
 	// per step until the login ends where the mode wants it to.
-	resp, body, err := do(ctx, hc, http.MethodGet, c.AuthURL.String(), nil)
+	resp, body, err := do(ctx, hc, http.MethodGet, c.Link.String(), nil)
 	if err != nil {
 		return err
 	}

@@ -2,16 +2,21 @@
 // their configuration, taken from flags with defaults from the environment,
 // and the record of each run that tests count.
 //
-// A driver is started by latchkey as its --browser-command with the
-// authorization URL as the last argument. latchkey splits the command on
+// A driver is started by latchkey as its --browser-command with a login link
+// on latchkey's loopback server as the last argument (kubelogin gives the
+// authorization URL itself); the link redirects to the authorization URL. latchkey splits the command on
 // spaces, so the drivers take their settings from environment variables
 // (which kubectl passes down from the kubeconfig's exec env or its own
 // environment) and accept the same settings as flags.
 package login
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
+	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -65,8 +70,12 @@ type Config struct {
 	// UserCode is the device login's user code; empty means the one the
 	// verification page has filled in.
 	UserCode string
-	// AuthURL is the URL to open: the authorization URL, or in ModeDevice
-	// the verification URI.
+	// Link is the URL the driver was given, which it opens: latchkey's
+	// login link, an authorization URL, or in ModeDevice the verification
+	// URI.
+	Link *url.URL
+	// AuthURL is the authorization URL: where a login link leads, or Link
+	// itself if it is not one.
 	AuthURL *url.URL
 }
 
@@ -94,13 +103,54 @@ func Parse(name string, args []string) (*Config, error) {
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") {
 		return nil, fmt.Errorf("last argument %q is not an http(s) URL", fs.Arg(fs.NArg()-1))
 	}
-	c.AuthURL = u
+	c.Link, c.AuthURL = u, u
 	switch c.Mode {
 	case ModeLogin, ModeRedirect, ModeDevice:
 	default:
 		return nil, fmt.Errorf("unknown mode %q (want %s, %s or %s)", c.Mode, ModeLogin, ModeRedirect, ModeDevice)
 	}
+	if c.IsLink() {
+		if c.AuthURL, err = c.follow(); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
+}
+
+// IsLink reports whether the driver was given latchkey's login link (a
+// /start/ path on a loopback address) rather than an authorization URL.
+func (c *Config) IsLink() bool {
+	ip := net.ParseIP(c.Link.Hostname())
+	loopback := c.Link.Hostname() == "localhost" || (ip != nil && ip.IsLoopback())
+	return c.Mode != ModeDevice && loopback && strings.HasPrefix(c.Link.Path, "/start/")
+}
+
+// follow opens the login link once, without following its redirect, and
+// returns the authorization URL it leads to.
+func (c *Config) follow() (*url.URL, error) {
+	tr := &http.Transport{}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
+	}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: c.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := hc.Get(c.Link.String())
+	if err != nil {
+		return nil, fmt.Errorf("open the login link: %w", err)
+	}
+	resp.Body.Close()
+	loc, err := resp.Location()
+	if resp.StatusCode != http.StatusFound || err != nil {
+		return nil, fmt.Errorf("login link %s: %s, want a redirect to the authorization URL", c.Link.Redacted(), resp.Status)
+	}
+	return loc, nil
 }
 
 // RedirectURI is the redirect_uri of the authorization request.
@@ -113,15 +163,22 @@ func (c *Config) RedirectURI() (*url.URL, error) {
 }
 
 // Record appends one line describing this run to the log file, if any:
-// "<driver> <pid> <RFC3339 time> <client_id> <redirect_uri>". Appends of one
-// short line with O_APPEND are atomic, so parallel drivers do not interleave.
+// "<driver> <pid> <RFC3339 time> <client_id> <redirect_uri> <given>", where
+// given is "link" for a login link and "url" otherwise (a test checks that
+// latchkey never puts the authorization URL, state included, in a browser's
+// command line). Appends of one short line with O_APPEND are atomic, so
+// parallel drivers do not interleave.
 func (c *Config) Record() error {
 	if c.LogFile == "" {
 		return nil
 	}
 	q := c.AuthURL.Query()
-	line := fmt.Sprintf("%s %d %s %s %s\n", c.Name, os.Getpid(), time.Now().UTC().Format(time.RFC3339Nano),
-		orDash(q.Get("client_id")), orDash(q.Get("redirect_uri")))
+	given := "url"
+	if c.IsLink() {
+		given = "link"
+	}
+	line := fmt.Sprintf("%s %d %s %s %s %s\n", c.Name, os.Getpid(), time.Now().UTC().Format(time.RFC3339Nano),
+		orDash(q.Get("client_id")), orDash(q.Get("redirect_uri")), given)
 	f, err := os.OpenFile(c.LogFile, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("record run: %w", err)
