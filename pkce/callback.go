@@ -51,6 +51,7 @@ type callbackHandler struct {
 	// unlisted admits a connection whose other end is in no socket table (see Login.AllowUnlistedPeers).
 	unlisted bool
 	logger   *slog.Logger
+	warned   atomic.Bool // set once a refused request has been warned about; later ones are debug messages
 
 	opened    atomic.Bool   // set by the first opening of the login link
 	finished  atomic.Bool   // set by the first request with the right state
@@ -76,7 +77,8 @@ func (h *callbackHandler) stop() {
 	h.stopOnce.Do(func() { close(h.stopped) })
 }
 
-// ServeHTTP handles the authorization response at the redirect URI (RFC 6749 §4.1.2, RFC 8252 §7.3).
+// ServeHTTP serves the login link and the authorization response at the redirect URI (RFC 6749 §4.1.2,
+// RFC 8252 §7.3), after the peer check.
 func (h *callbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.peers != nil && !h.sameUser(r) {
 		writePage(w, http.StatusForbidden, "Forbidden", "This login belongs to another user. The request was ignored.")
@@ -183,14 +185,24 @@ func (h *callbackHandler) sameUser(r *http.Request) bool {
 	case errors.Is(err, errNoSocket) && h.unlisted:
 		return true
 	case err != nil:
-		h.logger.Warn("pkce: refused a request to the loopback server whose sender could not be told "+
+		h.refused("pkce: refused a request to the loopback server whose sender could not be told "+
 			"(a browser outside this system, as under WSL's mirrored networking?)", "error", err)
 		return false
 	case uid != os.Getuid() && uid != 0:
-		h.logger.Warn("pkce: refused a request to the loopback server from another user's process", "uid", uid)
+		h.refused("pkce: refused a request to the loopback server from another user's process "+
+			"(a login must be finished in a browser of the user who runs it)", "uid", uid)
 		return false
 	}
 	return true
+}
+
+// refused logs a refused request: the first as a warning, the rest (another user may send many) at debug level.
+func (h *callbackHandler) refused(msg string, args ...any) {
+	if h.warned.CompareAndSwap(false, true) {
+		h.logger.Warn(msg, args...)
+		return
+	}
+	h.logger.Debug(msg, args...)
 }
 
 // parse interprets an authorization response whose state matched.

@@ -136,6 +136,7 @@ func TestFindOwner(t *testing.T) {
    2: 0100007F:A7A3 0100007F:9C40 01 00000000:00000000 00:00000000 00000000  1000        0 4244 1 0000000000000000 20 4 30 10 -1
    3: 00000000000000000000000001000000:1F90 00000000000000000000000001000000:D431 01 00000000:00000000 00:00000000 00000000  1001 0 1 1
    4: 0000000000000000FFFF00000100007F:1F91 0000000000000000FFFF00000100007F:D432 01 00000000:00000000 00:00000000 00000000  1002 0 1 1
+   5: 0100007F:9C41 0100007F:A7A3 05 00000000:00000000 00:00000000 00000000     0        0 0 3 0000000000000000 20 4 30 10 -1
 `
 	server := netip.MustParseAddrPort("127.0.0.1:42915") // 0xA7A3
 	for _, tc := range []struct {
@@ -148,6 +149,7 @@ func TestFindOwner(t *testing.T) {
 		{local: server, remote: netip.MustParseAddrPort("127.0.0.1:40000"), want: 1000},
 		{local: netip.MustParseAddrPort("[::1]:8080"), remote: netip.MustParseAddrPort("[::1]:54321"), want: 1001},
 		{local: netip.MustParseAddrPort("127.0.0.1:8081"), remote: netip.MustParseAddrPort("[::ffff:127.0.0.1]:54322"), want: 1002},
+		// Line 5: closed (FIN_WAIT2, inode 0), shown with uid 0; it must not pass for root's.
 		{local: netip.MustParseAddrPort("127.0.0.1:40001"), remote: server, err: errNoSocket},
 	} {
 		got, err := findOwner(strings.NewReader(table), tc.local, tc.remote)

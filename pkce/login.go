@@ -133,7 +133,8 @@ type Login struct {
 	// thus never appears in a browser's command line, which every local user can read. On Linux the loopback server
 	// refuses every request from another user's process (by the owner of the connection's socket, proc(5)) and the
 	// link may be opened again; elsewhere it works once, and a second opening ends the login with [ErrLinkReused].
-	// nil: not called (the caller shows the link itself). If it returns an error, Login keeps waiting (the person
+	// nil: not called ([Login.Check] sees the authorization URL, for a caller that shows it itself; that URL carries
+	// the state, so it must not go into a command line). If it returns an error, Login keeps waiting (the person
 	// may open the URL by hand) and logs a warning. Its context is cancelled when the login finishes and Run waits
 	// for it to return, so it should return once the browser has been asked to open the URL (start a browser
 	// process without waiting for it to exit).
@@ -168,7 +169,7 @@ type Login struct {
 // against the ID token's nonce claim, OpenID Connect Core §3.1.3.7).
 //
 // Errors: [ErrAbandoned] (also wrapping ctx.Err()) when ctx ends first; [*AuthError] for an error response;
-// [ErrIssuerMismatch] for a failed RFC 9207 check; Exchange's error, wrapped. Callbacks with a wrong or missing
+// [ErrIssuerMismatch] for a failed RFC 9207 check; [ErrLinkReused]; Exchange's error, wrapped. Callbacks with a wrong or missing
 // state are answered with 400 and ignored: local traffic cannot abort a pending login.
 func (l *Login) Run(ctx context.Context) (*Request, error) {
 	logger := l.Logger

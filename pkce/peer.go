@@ -35,8 +35,18 @@ func (p peerCheck) available(addr netip.AddrPort) bool {
 	return err == nil && uid == os.Getuid()
 }
 
-// owner returns the uid owning the TCP socket whose local address is local and whose remote address is remote.
+// owner returns the uid owning the TCP socket whose local address is local and whose remote address is remote. The
+// kernel writes the tables in pieces, so a socket may be missed while they change: one not found is looked up again.
 func (p peerCheck) owner(local, remote netip.AddrPort) (int, error) {
+	uid, err := p.lookup(local, remote)
+	if errors.Is(err, errNoSocket) {
+		uid, err = p.lookup(local, remote)
+	}
+	return uid, err
+}
+
+// lookup reads the tables once for owner.
+func (p peerCheck) lookup(local, remote netip.AddrPort) (int, error) {
 	tables := p.tables
 	if tables == nil {
 		tables = socketTables
@@ -64,19 +74,21 @@ func (p peerCheck) owner(local, remote netip.AddrPort) (int, error) {
 var errNoSocket = errors.New("pkce: no such socket")
 
 // findOwner reads a socket table in the format of /proc/net/tcp (proc(5)) and returns the uid column of the line
-// whose local and remote addresses are local and remote. IPv4-mapped IPv6 addresses match their IPv4 form.
+// whose local and remote addresses are local and remote. IPv4-mapped IPv6 addresses match their IPv4 form. A line
+// with inode 0 is a socket no process holds any more (closed, in FIN_WAIT2 or TIME_WAIT), whose uid the kernel shows
+// as 0: it counts as not listed, or a closed connection would pass for root's.
 func findOwner(r io.Reader, local, remote netip.AddrPort) (int, error) {
 	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
 	s := bufio.NewScanner(r)
 	for first := true; s.Scan(); first = false {
 		f := strings.Fields(s.Text())
-		if first || len(f) < 8 {
+		if first || len(f) < 10 {
 			continue // the header line, or a line of another format
 		}
 		l, err1 := parseSocketAddr(f[1])
 		rm, err2 := parseSocketAddr(f[2])
-		if err1 != nil || err2 != nil || l != local || rm != remote {
+		if err1 != nil || err2 != nil || l != local || rm != remote || f[9] == "0" {
 			continue
 		}
 		uid, err := strconv.Atoi(f[7])

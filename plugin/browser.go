@@ -19,7 +19,8 @@ import (
 // can still open the printed URL by hand.
 var ErrNoBrowser = errors.New("no browser to open")
 
-// Browser opens the authorization URL in the person's browser. It tries, in
+// Browser opens a login URL (pkce's login link, or a device verification
+// URI) in the person's browser. It tries, in
 // order: Command (--browser-command), the BROWSER environment variable, and
 // the platform's opener: open on macOS, rundll32's URL handler on Windows,
 // wslview or cmd.exe under WSL, xdg-open or x-www-browser elsewhere. The

@@ -54,7 +54,9 @@ type Client struct {
 	Cache *cache.Cache
 	// HTTPClient talks to the provider; nil builds one from the TLS options.
 	HTTPClient *http.Client
-	// OpenBrowser opens the authorization URL; nil uses Browser with
+	// OpenBrowser opens a login URL: the browser login's link on the
+	// loopback server (see pkce.Login.OpenBrowser), or a device
+	// verification URI; nil uses Browser with
 	// Options and the process environment.
 	OpenBrowser func(ctx context.Context, url string) error
 	// Now returns the current time; nil means time.Now.
@@ -434,33 +436,39 @@ func mintedBy(e *cache.Entry) string {
 // It returns the entry as it stands after the refresh, for the caller to
 // go on with.
 func (k *call) refresh(ctx context.Context, hc *http.Client, e *cache.Entry, l *login) (*Token, *cache.Entry, error) {
-	// The provider spends the refresh token as it handles the request. A
-	// signal or a caller gone (ctx cancelled) then leaves the request
-	// refreshGrace to bring back the rotated one, which would otherwise be
-	// lost with the spent one kept (and replaying that may revoke the grant).
-	ctx, done := lingering(ctx, refreshGrace)
+	// The provider spends the refresh token as it handles the request: one
+	// under way when a signal comes or the caller goes (ctx ends) gets
+	// refreshGrace more to bring back the rotated token, which would
+	// otherwise be lost with the spent one kept (and replaying that may
+	// revoke the grant). No request starts once ctx has ended.
+	sent, done := lingering(ctx, refreshGrace)
 	defer done()
 	form := l.tokenForm(url.Values{
 		"grant_type":    {"refresh_token"},
 		"refresh_token": {e.RefreshToken},
 		"scope":         {cmp.Or(e.Scope, strings.Join(l.scopes, " "))},
 	})
-	tc := l.client(hc, k.now)
-	r, err := tc.token(ctx, l.provider.TokenEndpoint, form)
+	post := func(l *login, endpoint string) (*tokenResponse, error) {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("refresh not sent: %w", context.Cause(ctx))
+		}
+		return l.client(hc, k.now).token(sent, endpoint, form)
+	}
+	r, err := post(l, l.provider.TokenEndpoint)
 	if errorCode(err) == "invalid_scope" {
 		k.log.Debug("the provider refused the scope on refresh; refreshing for the original grant", "err", err)
 		form.Del("scope")
-		r, err = tc.token(ctx, l.provider.TokenEndpoint, form)
+		r, err = post(l, l.provider.TokenEndpoint)
 		if errorCode(err) == "invalid_scope" {
 			err = fmt.Errorf("%w: %w", errRefreshRefused, err)
 		}
 	}
-	if errors.Is(err, errNotDelivered) {
+	if errors.Is(err, errNotDelivered) && ctx.Err() == nil {
 		if p, derr := k.src.discover(ctx, hc, k.now()); derr == nil && p.Issuer == l.provider.Issuer && p.TokenEndpoint != l.provider.TokenEndpoint {
 			k.log.Debug("token endpoint changed, refreshing again", "token_endpoint", p.TokenEndpoint)
 			if moved, rerr := k.resolve(ctx, hc, p); rerr == nil {
 				l = moved
-				r, err = l.client(hc, k.now).token(ctx, p.TokenEndpoint, form)
+				r, err = post(l, p.TokenEndpoint)
 			}
 		}
 	}
@@ -470,7 +478,7 @@ func (k *call) refresh(ctx context.Context, hc *http.Client, e *cache.Entry, l *
 		// anything else can fail.
 		e = k.keepRotated(e, r.RefreshToken)
 		var next *cache.Entry
-		next, err = newEntry(ctx, hc, k.now, l, r, "", e)
+		next, err = newEntry(sent, hc, k.now, l, r, "", e)
 		switch {
 		case err == nil:
 			tok, err := k.save(next, l)
@@ -495,7 +503,8 @@ func (k *call) refresh(ctx context.Context, hc *http.Client, e *cache.Entry, l *
 func lingering(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
 	lctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	stop := context.AfterFunc(ctx, func() {
-		time.AfterFunc(grace, func() { cancel(context.Cause(ctx)) })
+		t := time.AfterFunc(grace, func() { cancel(context.Cause(ctx)) })
+		context.AfterFunc(lctx, func() { t.Stop() })
 	})
 	return lctx, func() { stop(); cancel(nil) }
 }

@@ -967,3 +967,24 @@ func TestLingering(t *testing.T) {
 		t.Errorf("cause %v, want the parent's", got)
 	}
 }
+
+// TestNoRefreshAfterCancel: the grace is for a refresh already sent; none
+// starts once the caller has gone.
+func TestNoRefreshAfterCancel(t *testing.T) {
+	h := newHarness(t, idptest.Config{})
+	o := h.options()
+	h.mustToken(o)
+	before := h.entry(o).RefreshToken
+	h.clock.Advance(idptest.DefaultTokenLifetime)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := h.client(o).Token(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("Token with a cancelled context: %v, want context.Canceled", err)
+	}
+	if c := h.idp.Counts(); c.Refresh != 0 || c.RefreshRejected != 0 {
+		t.Errorf("refresh requests = %d (+%d refused), want none", c.Refresh, c.RefreshRejected)
+	}
+	if got := h.entry(o).RefreshToken; got != before {
+		t.Error("the refresh token changed")
+	}
+}

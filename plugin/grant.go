@@ -269,7 +269,7 @@ func (f *flow) browser(ctx context.Context) (*tokenResponse, string, error) {
 		OpenBrowser:      open,
 		// Under WSL the browser is Windows', whose connections (mirrored
 		// networking) have no Linux socket to tell their owner by.
-		AllowUnlistedPeers: f.opener == nil && f.browserOpener().isWSL(),
+		AllowUnlistedPeers: f.browserOpener().isWSL(),
 		Check:              f.checkRequest,
 		Exchange: func(ctx context.Context, form url.Values) (err error) {
 			r, err = f.tc.token(ctx, f.l.provider.TokenEndpoint, f.l.tokenForm(form))

@@ -94,7 +94,7 @@ type Options struct {
 	// ForceRefresh ignores a cached token that still looks valid, for when
 	// the API server rejected it.
 	ForceRefresh bool
-	// BrowserCommand opens the authorization URL (the URL is its last
+	// BrowserCommand opens the login link (the URL is its last
 	// argument); it takes precedence over $BROWSER and the platform opener.
 	BrowserCommand string
 	// SkipOpenBrowser only prints the URL.

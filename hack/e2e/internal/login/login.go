@@ -126,7 +126,9 @@ func (c *Config) IsLink() bool {
 }
 
 // follow opens the login link once, without following its redirect, and
-// returns the authorization URL it leads to.
+// returns the authorization URL it leads to. The driver then opens the link
+// again, as the browser: that works where latchkey can tell who connects
+// (Linux, where the e2e suite runs); elsewhere the link works once.
 func (c *Config) follow() (*url.URL, error) {
 	tr := &http.Transport{}
 	if c.CAFile != "" {
