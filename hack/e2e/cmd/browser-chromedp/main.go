@@ -115,7 +115,7 @@ func run() error {
 
 	start := time.Now()
 	if err := chromedp.Do(bctx, chromedp.Navigate(c.Link.String())); err != nil {
-		return fmt.Errorf("open the authorization URL: %w", err)
+		return fmt.Errorf("open the login URL: %w", err)
 	}
 	// Each page of the login is acted on once: Dex's password form, or
 	// oidc-provider's login page and then its consent page; the IdP then

@@ -3,9 +3,10 @@
 // and the record of each run that tests count.
 //
 // A driver is started by latchkey as its --browser-command with a login link
-// on latchkey's loopback server as the last argument (kubelogin gives the
-// authorization URL itself); the link redirects to the authorization URL. latchkey splits the command on
-// spaces, so the drivers take their settings from environment variables
+// on latchkey's loopback server as the last argument, which redirects to the
+// authorization URL (kubelogin gives the authorization URL itself). latchkey
+// splits the command on spaces, so the drivers take their settings from
+// environment variables
 // (which kubectl passes down from the kubeconfig's exec env or its own
 // environment) and accept the same settings as flags.
 package login
