@@ -6,9 +6,8 @@
 // on latchkey's loopback server as the last argument, which redirects to the
 // authorization URL (kubelogin gives the authorization URL itself). latchkey
 // splits the command on spaces, so the drivers take their settings from
-// environment variables
-// (which kubectl passes down from the kubeconfig's exec env or its own
-// environment) and accept the same settings as flags.
+// environment variables (which kubectl passes down from the kubeconfig's
+// exec env or its own environment) and accept the same settings as flags.
 package login
 
 import (
