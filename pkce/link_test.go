@@ -1,6 +1,7 @@
 package pkce
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -68,6 +69,13 @@ func TestLoginLinkHidesState(t *testing.T) {
 // user who reads the link from the browser's command line and opens it first learns the state. The person's browser
 // then opens the link a second time, and the login ends with ErrLinkReused; the other user's answer is not taken.
 func TestLoginLinkOnceWithoutPeerCheck(t *testing.T) {
+	for _, redirectURL := range []string{"", "http://localhost:" + freePort(t, false) + "/callback"} {
+		t.Run(cmp.Or(redirectURL, "default"), func(t *testing.T) { linkOnce(t, redirectURL) })
+	}
+}
+
+// linkOnce is TestLoginLinkOnceWithoutPeerCheck with one redirect URL ("localhost" has two listeners).
+func linkOnce(t *testing.T, redirectURL string) {
 	idp := newFakeIdP(t)
 	var second *page
 	c := newBrowser(t)
@@ -84,6 +92,7 @@ func TestLoginLinkOnceWithoutPeerCheck(t *testing.T) {
 		return nil
 	})
 	l.peerTables = []string{"/nonexistent/tcp"}
+	l.RedirectURL = redirectURL
 	_, err := runLogin(t, l)
 	var ae *AuthError
 	if !errors.Is(err, ErrLinkReused) || errors.As(err, &ae) {

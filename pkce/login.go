@@ -195,25 +195,20 @@ func (l *Login) Run(ctx context.Context) (*Request, error) {
 
 	req := l.Request.Begin()
 	req.RedirectURI = redirectURL
-	authURL := req.URL()
+	h := newCallbackHandler(callbackPath, req)
+	authURL := h.authURL
 	if l.Check != nil {
 		if err := l.Check(ctx, authURL); err != nil {
 			return nil, err
 		}
 	}
 
-	h := newCallbackHandler(callbackPath, req)
 	h.afterURL = l.AfterURL
 	h.logger = logger
 	h.unlisted = l.AllowUnlistedPeers
-	h.peers = &peerCheck{tables: l.peerTables}
-	for _, ln := range lns {
-		ap, err := netip.ParseAddrPort(ln.Addr().String())
-		if err != nil || !h.peers.available(ap) {
-			h.peers = nil
-		}
-	}
-	if h.peers == nil {
+	if peers := (peerCheck{tables: l.peerTables}); peers.availableOn(lns) {
+		h.peers = &peers
+	} else {
 		logger.Debug("pkce: the owners of loopback connections cannot be told here; the login link works once")
 	}
 	link := startLink(redirectURL, h.startPath)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -33,6 +34,17 @@ type peerCheck struct {
 func (p peerCheck) available(addr netip.AddrPort) bool {
 	uid, err := p.owner(addr, netip.AddrPortFrom(zeroAddr(addr.Addr()), 0))
 	return err == nil && uid == os.Getuid()
+}
+
+// availableOn tells whether the check is available for every listener of lns.
+func (p peerCheck) availableOn(lns []net.Listener) bool {
+	for _, ln := range lns {
+		ap, err := netip.ParseAddrPort(ln.Addr().String())
+		if err != nil || !p.available(ap) {
+			return false
+		}
+	}
+	return true
 }
 
 // owner returns the uid owning the TCP socket whose local address is local and whose remote address is remote. The
